@@ -29,8 +29,8 @@ impl Continuation {
         let bytes = URL_SAFE_NO_PAD
             .decode(token.trim_end_matches('='))
             .map_err(|e| StoreError::InvalidContinue(e.to_string()))?;
-        let continuation: Continuation =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::InvalidContinue(e.to_string()))?;
+        let continuation: Continuation = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::InvalidContinue(e.to_string()))?;
         if !continuation.last_key.starts_with(prefix) {
             return Err(StoreError::InvalidContinue(
                 "the token belongs to another list".into(),
@@ -56,15 +56,21 @@ mod tests {
 
     #[test]
     fn token_round_trips() {
-        let c = Continuation { revision: 42, last_key: "/registry/pods/ns/a".into() };
+        let c = Continuation {
+            revision: 42,
+            last_key: "/registry/pods/ns/a".into(),
+        };
         let decoded = Continuation::decode(&c.encode(), "/registry/pods/").expect("decodes");
         assert_eq!(decoded, c);
     }
 
     #[test]
     fn token_for_another_prefix_is_rejected() {
-        let c = Continuation { revision: 42, last_key: "/registry/pods/ns/a".into() };
-        let err = Continuation::decode(&c.encode(), "/registry/secrets/").unwrap_err();
+        let c = Continuation {
+            revision: 42,
+            last_key: "/registry/pods/ns/a".into(),
+        };
+        let err = Continuation::decode(&c.encode(), "/registry/secrets/").expect_err("must fail");
         assert!(matches!(err, StoreError::InvalidContinue(_)));
     }
 

@@ -12,7 +12,11 @@ pub enum StoreError {
 
     /// The key's `mod_revision` was not the expected one. `current` is its present state.
     #[error("key {key:?} was modified: expected revision {expected}, found {}", current.mod_revision)]
-    Conflict { key: String, expected: Revision, current: Box<KeyValue> },
+    Conflict {
+        key: String,
+        expected: Revision,
+        current: Box<KeyValue>,
+    },
 
     /// History at `requested` was compacted away.
     #[error("revision {requested} has been compacted")]

@@ -17,8 +17,8 @@ use etcd_client::{
 
 use crate::continuation::{Continuation, key_after};
 use crate::{
-    Deleted, Event, EventKind, KeyValue, ListOptions, ListPage, Result, Revision, Store, StoreError,
-    WatchStream, check_key, prefix_end,
+    Deleted, Event, EventKind, KeyValue, ListOptions, ListPage, Result, Revision, Store,
+    StoreError, WatchStream, check_key, prefix_end,
 };
 
 /// The largest gRPC message accepted from etcd: a list page of many objects can be far above
@@ -34,7 +34,9 @@ pub struct EtcdStore {
 
 impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdStore").field("endpoints", &self.endpoints).finish()
+        f.debug_struct("EtcdStore")
+            .field("endpoints", &self.endpoints)
+            .finish()
     }
 }
 
@@ -45,7 +47,10 @@ impl EtcdStore {
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
         let client = Client::connect(endpoints, Some(options)).await?;
-        Ok(Self { client, endpoints: endpoints.to_vec() })
+        Ok(Self {
+            client,
+            endpoints: endpoints.to_vec(),
+        })
     }
 
     fn kv(&self) -> KvClient {
@@ -59,10 +64,16 @@ impl EtcdStore {
 /// Maps etcd's revision errors onto the contract's; everything else stays an engine error.
 fn map_error(error: etcd_client::Error, requested: Revision) -> StoreError {
     if let etcd_client::Error::GRpcStatus(status) = &error {
-        if status.message().contains("required revision has been compacted") {
+        if status
+            .message()
+            .contains("required revision has been compacted")
+        {
             return StoreError::Compacted { requested };
         }
-        if status.message().contains("required revision is a future revision") {
+        if status
+            .message()
+            .contains("required revision is a future revision")
+        {
             return StoreError::FutureRevision { requested };
         }
     }
@@ -86,13 +97,19 @@ fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revis
 }
 
 /// The failed branch of a compare-and-swap: the key is gone, or here is what it holds now.
-fn swap_failure(key: &str, expected: Revision, responses: Vec<TxnOpResponse>) -> Result<StoreError> {
+fn swap_failure(
+    key: &str,
+    expected: Revision,
+    responses: Vec<TxnOpResponse>,
+) -> Result<StoreError> {
     let current = responses.iter().find_map(|r| match r {
         TxnOpResponse::Get(get) => get.kvs().first(),
         _ => None,
     });
     Ok(match current {
-        None => StoreError::NotFound { key: key.to_owned() },
+        None => StoreError::NotFound {
+            key: key.to_owned(),
+        },
         Some(kv) => StoreError::Conflict {
             key: key.to_owned(),
             expected,
@@ -117,10 +134,17 @@ impl Store for EtcdStore {
             .and_then([TxnOp::put(key, value.to_vec(), None)]);
         let response = self.kv().txn(txn).await?;
         if !response.succeeded() {
-            return Err(StoreError::AlreadyExists { key: key.to_owned() });
+            return Err(StoreError::AlreadyExists {
+                key: key.to_owned(),
+            });
         }
         let revision = header_revision(response.header())?;
-        Ok(KeyValue { key: key.to_owned(), value, create_revision: revision, mod_revision: revision })
+        Ok(KeyValue {
+            key: key.to_owned(),
+            value,
+            create_revision: revision,
+            mod_revision: revision,
+        })
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
@@ -130,7 +154,11 @@ impl Store for EtcdStore {
                 Compare::create_revision(key, CompareOp::Greater, 0),
                 Compare::mod_revision(key, CompareOp::Equal, expected),
             ])
-            .and_then([TxnOp::put(key, value.to_vec(), Some(PutOptions::new().with_prev_key()))])
+            .and_then([TxnOp::put(
+                key,
+                value.to_vec(),
+                Some(PutOptions::new().with_prev_key()),
+            )])
             .or_else([TxnOp::get(key, None)]);
         let response = self.kv().txn(txn).await?;
         if !response.succeeded() {
@@ -145,7 +173,12 @@ impl Store for EtcdStore {
                 _ => None,
             })
             .ok_or_else(|| StoreError::Internal("etcd put without the previous key".into()))?;
-        Ok(KeyValue { key: key.to_owned(), value, create_revision, mod_revision: revision })
+        Ok(KeyValue {
+            key: key.to_owned(),
+            value,
+            create_revision,
+            mod_revision: revision,
+        })
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<Deleted> {
@@ -156,11 +189,18 @@ impl Store for EtcdStore {
         }
         let txn = Txn::new()
             .when(compares)
-            .and_then([TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))])
+            .and_then([TxnOp::delete(
+                key,
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
             .or_else([TxnOp::get(key, None)]);
         let response = self.kv().txn(txn).await?;
         if !response.succeeded() {
-            return Err(swap_failure(key, expected.unwrap_or(0), response.op_responses())?);
+            return Err(swap_failure(
+                key,
+                expected.unwrap_or(0),
+                response.op_responses(),
+            )?);
         }
         let revision = header_revision(response.header())?;
         let prev = response
@@ -189,7 +229,10 @@ impl Store for EtcdStore {
         let (start, pinned) = match &options.continue_token {
             Some(token) => {
                 let continuation = Continuation::decode(token, prefix)?;
-                (key_after(&continuation.last_key), Some(continuation.revision))
+                (
+                    key_after(&continuation.last_key),
+                    Some(continuation.revision),
+                )
             }
             None => (prefix.as_bytes().to_vec(), options.revision),
         };
@@ -203,26 +246,43 @@ impl Store for EtcdStore {
         if let Some(limit) = limit {
             get = get.with_limit(limit as i64);
         }
-        let response =
-            self.kv().get(key, Some(get)).await.map_err(|e| map_error(e, pinned.unwrap_or(0)))?;
+        let response = self
+            .kv()
+            .get(key, Some(get))
+            .await
+            .map_err(|e| map_error(e, pinned.unwrap_or(0)))?;
         let revision = match pinned {
             Some(revision) => revision,
             None => header_revision(response.header())?,
         };
-        let items = response.kvs().iter().map(to_kv).collect::<Result<Vec<_>>>()?;
+        let items = response
+            .kvs()
+            .iter()
+            .map(to_kv)
+            .collect::<Result<Vec<_>>>()?;
         let continue_token = match (response.more(), items.last()) {
-            (true, Some(last)) => {
-                Some(Continuation { revision, last_key: last.key.clone() }.encode())
-            }
+            (true, Some(last)) => Some(
+                Continuation {
+                    revision,
+                    last_key: last.key.clone(),
+                }
+                .encode(),
+            ),
             _ => None,
         };
-        Ok(ListPage { items, revision, continue_token })
+        Ok(ListPage {
+            items,
+            revision,
+            continue_token,
+        })
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         let after = after.max(0);
         let (key, end) = range(prefix, prefix.as_bytes().to_vec());
-        let mut options = WatchOptions::new().with_start_revision(after + 1).with_prev_key();
+        let mut options = WatchOptions::new()
+            .with_start_revision(after + 1)
+            .with_prev_key();
         options = match end {
             Some(end) => options.with_range(end),
             None => options.with_from_key(),
@@ -241,41 +301,51 @@ impl Store for EtcdStore {
             pending.extend(convert_events(&response));
         }
         let state = (stream, pending, false);
-        Ok(Box::pin(futures::stream::unfold(state, move |(mut stream, mut pending, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                if let Some(event) = pending.pop_front() {
-                    return Some((event, (stream, pending, false)));
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            move |(mut stream, mut pending, done)| async move {
+                if done {
+                    return None;
                 }
-                match stream.message().await {
-                    Ok(Some(response)) => {
-                        if let Err(e) = check_watch_response(&response, after + 1) {
-                            return Some((Err(e), (stream, pending, true)));
+                loop {
+                    if let Some(event) = pending.pop_front() {
+                        return Some((event, (stream, pending, false)));
+                    }
+                    match stream.message().await {
+                        Ok(Some(response)) => {
+                            if let Err(e) = check_watch_response(&response, after + 1) {
+                                return Some((Err(e), (stream, pending, true)));
+                            }
+                            pending.extend(convert_events(&response));
                         }
-                        pending.extend(convert_events(&response));
+                        Ok(None) => {
+                            let closed = StoreError::Internal("etcd closed the watch".into());
+                            return Some((Err(closed), (stream, pending, true)));
+                        }
+                        Err(e) => return Some((Err(StoreError::Etcd(e)), (stream, pending, true))),
                     }
-                    Ok(None) => {
-                        let closed = StoreError::Internal("etcd closed the watch".into());
-                        return Some((Err(closed), (stream, pending, true)));
-                    }
-                    Err(e) => return Some((Err(StoreError::Etcd(e)), (stream, pending, true))),
                 }
-            }
-        })))
+            },
+        )))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        match self.kv().compact(revision, None).await.map_err(|e| map_error(e, revision)) {
+        match self
+            .kv()
+            .compact(revision, None)
+            .await
+            .map_err(|e| map_error(e, revision))
+        {
             Ok(_) | Err(StoreError::Compacted { .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     async fn current_revision(&self) -> Result<Revision> {
-        let response =
-            self.kv().get(vec![0u8], Some(GetOptions::new().with_count_only())).await?;
+        let response = self
+            .kv()
+            .get(vec![0u8], Some(GetOptions::new().with_count_only()))
+            .await?;
         header_revision(response.header())
     }
 }
@@ -304,16 +374,26 @@ fn convert_events(response: &WatchResponse) -> Vec<Result<Event>> {
                 .and_then(to_kv)?;
             let prev = event.prev_kv().map(to_kv).transpose()?;
             Ok(match event.event_type() {
-                EventType::Put if kv.create_revision == kv.mod_revision => {
-                    Event { kind: EventKind::Created, kv, prev: None }
-                }
-                EventType::Put => Event { kind: EventKind::Updated, kv, prev },
+                EventType::Put if kv.create_revision == kv.mod_revision => Event {
+                    kind: EventKind::Created,
+                    kv,
+                    prev: None,
+                },
+                EventType::Put => Event {
+                    kind: EventKind::Updated,
+                    kv,
+                    prev,
+                },
                 EventType::Delete => {
                     // etcd's deletion event carries only the key and the deletion's revision.
                     let create_revision = prev.as_ref().map(|p| p.create_revision).unwrap_or(0);
                     Event {
                         kind: EventKind::Deleted,
-                        kv: KeyValue { create_revision, value: Bytes::new(), ..kv },
+                        kv: KeyValue {
+                            create_revision,
+                            value: Bytes::new(),
+                            ..kv
+                        },
                         prev,
                     }
                 }

@@ -22,8 +22,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::continuation::{Continuation, key_after};
 use crate::{
-    Deleted, Event, EventKind, KeyValue, ListOptions, ListPage, Result, Revision, Store, StoreError,
-    WatchStream, check_key, prefix_end,
+    Deleted, Event, EventKind, KeyValue, ListOptions, ListPage, Result, Revision, Store,
+    StoreError, WatchStream, check_key, prefix_end,
 };
 
 /// Most requests committed in one transaction.
@@ -80,10 +80,22 @@ struct Shared {
 
 #[derive(Debug)]
 enum WriteOp {
-    Create { key: String, value: Bytes },
-    Update { key: String, value: Bytes, expected: Revision },
-    Delete { key: String, expected: Option<Revision> },
-    Compact { revision: Revision },
+    Create {
+        key: String,
+        value: Bytes,
+    },
+    Update {
+        key: String,
+        value: Bytes,
+        expected: Revision,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+    Compact {
+        revision: Revision,
+    },
 }
 
 #[derive(Debug)]
@@ -111,7 +123,9 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
         let compacted: Revision = conn
-            .query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE name = 'compacted'", [], |r| {
+                r.get(0)
+            })
             .optional()?
             .unwrap_or(0);
         let last_rev: Revision =
@@ -139,12 +153,19 @@ impl SqliteStore {
             .name("capstan-sqlite-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| StoreError::Internal(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { writes, events, shared })
+        Ok(Self {
+            writes,
+            events,
+            shared,
+        })
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome> {
         let (reply, answer) = oneshot::channel();
-        self.writes.send(WriteRequest { op, reply }).await.map_err(|_| StoreError::Closed)?;
+        self.writes
+            .send(WriteRequest { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -223,10 +244,18 @@ impl Writer {
         let mut batch = Batch::default();
         let mut revision = self.revision;
         let outcome = (|| -> rusqlite::Result<Vec<Result<WriteOutcome>>> {
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut results = Vec::with_capacity(requests.len());
             for request in &requests {
-                results.push(apply(&tx, &request.op, &mut revision, self.compacted, &mut batch)?);
+                results.push(apply(
+                    &tx,
+                    &request.op,
+                    &mut revision,
+                    self.compacted,
+                    &mut batch,
+                )?);
             }
             tx.commit()?;
             Ok(results)
@@ -240,7 +269,9 @@ impl Writer {
                     self.shared.compacted.store(compacted, Ordering::SeqCst);
                 }
                 for event in batch.events {
-                    self.shared.published.store(event.revision(), Ordering::SeqCst);
+                    self.shared
+                        .published
+                        .store(event.revision(), Ordering::SeqCst);
                     // No receiver is not an error: nobody is watching.
                     let _ = self.events.send(Arc::new(event));
                 }
@@ -251,7 +282,9 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, "sqlite write batch failed");
                 for request in requests {
-                    let _ = request.reply.send(Err(StoreError::Internal(format!("sqlite: {e}"))));
+                    let _ = request
+                        .reply
+                        .send(Err(StoreError::Internal(format!("sqlite: {e}"))));
                 }
             }
         }
@@ -283,10 +316,18 @@ fn apply(
                 create_revision: rev,
                 mod_revision: rev,
             };
-            batch.events.push(Event { kind: EventKind::Created, kv: kv.clone(), prev: None });
+            batch.events.push(Event {
+                kind: EventKind::Created,
+                kv: kv.clone(),
+                prev: None,
+            });
             Ok(Ok(WriteOutcome::Put(kv)))
         }
-        WriteOp::Update { key, value, expected } => {
+        WriteOp::Update {
+            key,
+            value,
+            expected,
+        } => {
             let Some(prev) = current_kv(tx, key)? else {
                 return Ok(Err(StoreError::NotFound { key: key.clone() }));
             };
@@ -294,7 +335,15 @@ fn apply(
                 return Ok(Err(conflict(key, *expected, prev)));
             }
             let rev = *revision + 1;
-            insert_log(tx, rev, key, prev.create_revision, prev.mod_revision, false, value)?;
+            insert_log(
+                tx,
+                rev,
+                key,
+                prev.create_revision,
+                prev.mod_revision,
+                false,
+                value,
+            )?;
             tx.prepare_cached("UPDATE current SET rev = ?2 WHERE key = ?1")?
                 .execute(params![key.as_bytes(), rev])?;
             *revision = rev;
@@ -304,7 +353,11 @@ fn apply(
                 create_revision: prev.create_revision,
                 mod_revision: rev,
             };
-            batch.events.push(Event { kind: EventKind::Updated, kv: kv.clone(), prev: Some(prev) });
+            batch.events.push(Event {
+                kind: EventKind::Updated,
+                kv: kv.clone(),
+                prev: Some(prev),
+            });
             Ok(Ok(WriteOutcome::Put(kv)))
         }
         WriteOp::Delete { key, expected } => {
@@ -317,8 +370,17 @@ fn apply(
                 return Ok(Err(conflict(key, *expected, prev)));
             }
             let rev = *revision + 1;
-            insert_log(tx, rev, key, prev.create_revision, prev.mod_revision, true, &Bytes::new())?;
-            tx.prepare_cached("DELETE FROM current WHERE key = ?1")?.execute(params![key.as_bytes()])?;
+            insert_log(
+                tx,
+                rev,
+                key,
+                prev.create_revision,
+                prev.mod_revision,
+                true,
+                &Bytes::new(),
+            )?;
+            tx.prepare_cached("DELETE FROM current WHERE key = ?1")?
+                .execute(params![key.as_bytes()])?;
             *revision = rev;
             let kv = KeyValue {
                 key: key.clone(),
@@ -326,8 +388,15 @@ fn apply(
                 create_revision: prev.create_revision,
                 mod_revision: rev,
             };
-            batch.events.push(Event { kind: EventKind::Deleted, kv, prev: Some(prev.clone()) });
-            Ok(Ok(WriteOutcome::Deleted(Deleted { revision: rev, prev })))
+            batch.events.push(Event {
+                kind: EventKind::Deleted,
+                kv,
+                prev: Some(prev.clone()),
+            });
+            Ok(Ok(WriteOutcome::Deleted(Deleted {
+                revision: rev,
+                prev,
+            })))
         }
         WriteOp::Compact { revision: target } => {
             let already = batch.compacted.unwrap_or(compacted);
@@ -358,7 +427,11 @@ fn apply(
 }
 
 fn conflict(key: &str, expected: Revision, current: KeyValue) -> StoreError {
-    StoreError::Conflict { key: key.to_owned(), expected, current: Box::new(current) }
+    StoreError::Conflict {
+        key: key.to_owned(),
+        expected,
+        current: Box::new(current),
+    }
 }
 
 fn insert_log(
@@ -374,7 +447,14 @@ fn insert_log(
         "INSERT INTO log (rev, key, create_rev, prev_rev, deleted, value)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![rev, key.as_bytes(), create_rev, prev_rev, deleted, value.as_ref()])?;
+    .execute(params![
+        rev,
+        key.as_bytes(),
+        create_rev,
+        prev_rev,
+        deleted,
+        value.as_ref()
+    ])?;
     Ok(())
 }
 
@@ -403,8 +483,9 @@ fn row_to_kv(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyValue> {
 
 /// The revision and compaction point that a read transaction sees.
 fn snapshot(conn: &Connection) -> Result<(Revision, Revision)> {
-    let last: Revision =
-        conn.prepare_cached("SELECT COALESCE(MAX(rev), 0) FROM log")?.query_row([], |r| r.get(0))?;
+    let last: Revision = conn
+        .prepare_cached("SELECT COALESCE(MAX(rev), 0) FROM log")?
+        .query_row([], |r| r.get(0))?;
     let compacted: Revision = conn
         .prepare_cached("SELECT value FROM meta WHERE name = 'compacted'")?
         .query_row([], |r| r.get(0))
@@ -427,7 +508,10 @@ fn check_readable(requested: Revision, current: Revision, compacted: Revision) -
 /// `AND key >= start [AND key < end]` with parameters `?start_param` and `?start_param+1`.
 fn key_range_sql(column: &str, start_param: usize, bounded: bool) -> String {
     if bounded {
-        format!("{column} >= ?{start_param} AND {column} < ?{}", start_param + 1)
+        format!(
+            "{column} >= ?{start_param} AND {column} < ?{}",
+            start_param + 1
+        )
     } else {
         format!("{column} >= ?{start_param}")
     }
@@ -475,10 +559,13 @@ fn list_snapshot(
         let rows = match (&end, revision == current) {
             (Some(end), true) => stmt.query_map(params![fetch, start, end], row_to_kv)?,
             (None, true) => stmt.query_map(params![fetch, start], row_to_kv)?,
-            (Some(end), false) => stmt.query_map(params![fetch, start, end, revision], row_to_kv)?,
-            (None, false) => {
-                stmt.query_map(params![fetch, start, rusqlite::types::Null, revision], row_to_kv)?
+            (Some(end), false) => {
+                stmt.query_map(params![fetch, start, end, revision], row_to_kv)?
             }
+            (None, false) => stmt.query_map(
+                params![fetch, start, rusqlite::types::Null, revision],
+                row_to_kv,
+            )?,
         };
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
@@ -488,10 +575,20 @@ fn list_snapshot(
     {
         items.truncate(limit);
         if let Some(last) = items.last() {
-            continue_token = Some(Continuation { revision, last_key: last.key.clone() }.encode());
+            continue_token = Some(
+                Continuation {
+                    revision,
+                    last_key: last.key.clone(),
+                }
+                .encode(),
+            );
         }
     }
-    Ok(ListPage { items, revision, continue_token })
+    Ok(ListPage {
+        items,
+        revision,
+        continue_token,
+    })
 }
 
 /// Reads the events under `prefix` in `(after, until]`, oldest first, at most [`REPLAY_PAGE`].
@@ -535,7 +632,12 @@ fn replay_page(
         };
         Ok(Event {
             kind,
-            kv: KeyValue { key, value: Bytes::from(value), create_revision, mod_revision: rev },
+            kv: KeyValue {
+                key,
+                value: Bytes::from(value),
+                create_revision,
+                mod_revision: rev,
+            },
             prev,
         })
     };
@@ -579,12 +681,18 @@ async fn pump(
                         continue;
                     }
                     last = event.revision();
-                    if event.kv.key.starts_with(&prefix) && out.send(Ok((*event).clone())).await.is_err() {
+                    if event.kv.key.starts_with(&prefix)
+                        && out.send(Ok((*event).clone())).await.is_err()
+                    {
                         return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::debug!(missed, prefix, "watcher fell behind; replaying from the log");
+                    tracing::debug!(
+                        missed,
+                        prefix,
+                        "watcher fell behind; replaying from the log"
+                    );
                     break;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -644,7 +752,13 @@ async fn replay(
 impl Store for SqliteStore {
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
         check_key(key)?;
-        match self.write(WriteOp::Create { key: key.to_owned(), value }).await? {
+        match self
+            .write(WriteOp::Create {
+                key: key.to_owned(),
+                value,
+            })
+            .await?
+        {
             WriteOutcome::Put(kv) => Ok(kv),
             other => Err(unexpected(other)),
         }
@@ -652,7 +766,14 @@ impl Store for SqliteStore {
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
         check_key(key)?;
-        match self.write(WriteOp::Update { key: key.to_owned(), value, expected }).await? {
+        match self
+            .write(WriteOp::Update {
+                key: key.to_owned(),
+                value,
+                expected,
+            })
+            .await?
+        {
             WriteOutcome::Put(kv) => Ok(kv),
             other => Err(unexpected(other)),
         }
@@ -660,7 +781,13 @@ impl Store for SqliteStore {
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<Deleted> {
         check_key(key)?;
-        match self.write(WriteOp::Delete { key: key.to_owned(), expected }).await? {
+        match self
+            .write(WriteOp::Delete {
+                key: key.to_owned(),
+                expected,
+            })
+            .await?
+        {
             WriteOutcome::Deleted(deleted) => Ok(deleted),
             other => Err(unexpected(other)),
         }
@@ -694,13 +821,17 @@ impl Store for SqliteStore {
         let (start, pinned) = match &options.continue_token {
             Some(token) => {
                 let continuation = Continuation::decode(token, prefix)?;
-                (key_after(&continuation.last_key), Some(continuation.revision))
+                (
+                    key_after(&continuation.last_key),
+                    Some(continuation.revision),
+                )
             }
             None => (prefix.as_bytes().to_vec(), options.revision),
         };
         let limit = options.limit.filter(|l| *l > 0);
         let prefix = prefix.to_owned();
-        self.read(move |conn| list_snapshot(conn, &prefix, start, pinned, limit)).await
+        self.read(move |conn| list_snapshot(conn, &prefix, start, pinned, limit))
+            .await
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
@@ -710,13 +841,22 @@ impl Store for SqliteStore {
         let compacted = self.shared.compacted.load(Ordering::SeqCst);
         let after = after.max(0);
         if after + 1 < compacted {
-            return Err(StoreError::Compacted { requested: after + 1 });
+            return Err(StoreError::Compacted {
+                requested: after + 1,
+            });
         }
         let (out, events) = mpsc::channel(WATCH_QUEUE);
-        tokio::spawn(pump(self.shared.clone(), prefix.to_owned(), after, live, out));
-        Ok(Box::pin(futures::stream::unfold(events, |mut events| async move {
-            events.recv().await.map(|event| (event, events))
-        })))
+        tokio::spawn(pump(
+            self.shared.clone(),
+            prefix.to_owned(),
+            after,
+            live,
+            out,
+        ));
+        Ok(Box::pin(futures::stream::unfold(
+            events,
+            |mut events| async move { events.recv().await.map(|event| (event, events)) },
+        )))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {

@@ -36,8 +36,12 @@ impl EtcdServer {
     /// Starts etcd and waits until it answers `/health`.
     pub fn start() -> std::io::Result<Self> {
         let dir = temp_dir()?;
-        let mut server =
-            Self { child: None, dir, client_port: free_port()?, peer_port: free_port()? };
+        let mut server = Self {
+            child: None,
+            dir,
+            client_port: free_port()?,
+            peer_port: free_port()?,
+        };
         server.spawn()?;
         Ok(server)
     }
@@ -88,7 +92,10 @@ impl EtcdServer {
             .stderr(log)
             .spawn()
             .map_err(|e| {
-                std::io::Error::new(e.kind(), format!("cannot start {}: {e}", Path::new(&bin).display()))
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot start {}: {e}", Path::new(&bin).display()),
+                )
             })?;
         self.child = Some(child);
         self.wait_healthy(Duration::from_secs(30))
@@ -100,8 +107,11 @@ impl EtcdServer {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
-                return Err(std::io::Error::other(format!("etcd exited with {status}: {log}")));
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
+                return Err(std::io::Error::other(format!(
+                    "etcd exited with {status}: {log}"
+                )));
             }
             if self.healthy() {
                 return Ok(());
@@ -118,7 +128,10 @@ impl EtcdServer {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        let request = format!("GET /health HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n", self.client_port);
+        let request = format!(
+            "GET /health HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            self.client_port
+        );
         if stream.write_all(request.as_bytes()).is_err() {
             return false;
         }

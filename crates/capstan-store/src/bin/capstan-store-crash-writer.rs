@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
             Ok(store) => Arc::new(store),
             Err(e) => return fail(&e),
         },
-        (Some("etcd"), Some(endpoint)) => match EtcdStore::connect(&[endpoint.clone()]).await {
+        (Some("etcd"), Some(endpoint)) => match EtcdStore::connect(std::slice::from_ref(endpoint)).await {
             Ok(store) => Arc::new(store),
             Err(e) => return fail(&e),
         },
@@ -55,7 +55,10 @@ async fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     while let Some((key, revision)) = acked.recv().await {
         // Printed only after the store acknowledged the write; flushed so the parent sees it at once.
-        if writeln!(stdout, "ack {key} {revision}").and_then(|()| stdout.flush()).is_err() {
+        if writeln!(stdout, "ack {key} {revision}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
             break;
         }
     }
