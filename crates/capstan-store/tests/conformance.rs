@@ -192,7 +192,10 @@ async fn delete_is_compare_and_swap(f: Fixture) {
         .await
         .expect("update");
 
-    let err = s.delete("/k", Some(v1.mod_revision)).await.expect_err("must fail");
+    let err = s
+        .delete("/k", Some(v1.mod_revision))
+        .await
+        .expect_err("must fail");
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     assert!(s.get("/k", None).await.expect("get").is_some());
 
@@ -427,7 +430,10 @@ async fn compaction_forgets_history_but_keeps_state(f: Fixture) {
 
     s.compact(point).await.expect("compact");
 
-    let err = s.get("/c/a", Some(a2.mod_revision)).await.expect_err("must fail");
+    let err = s
+        .get("/c/a", Some(a2.mod_revision))
+        .await
+        .expect_err("must fail");
     assert!(matches!(err, StoreError::Compacted { .. }), "{err:?}");
     let err = s
         .list(

@@ -20,10 +20,12 @@ async fn main() -> ExitCode {
             Ok(store) => Arc::new(store),
             Err(e) => return fail(&e),
         },
-        (Some("etcd"), Some(endpoint)) => match EtcdStore::connect(std::slice::from_ref(endpoint)).await {
-            Ok(store) => Arc::new(store),
-            Err(e) => return fail(&e),
-        },
+        (Some("etcd"), Some(endpoint)) => {
+            match EtcdStore::connect(std::slice::from_ref(endpoint)).await {
+                Ok(store) => Arc::new(store),
+                Err(e) => return fail(&e),
+            }
+        }
         _ => {
             eprintln!("usage: capstan-store-crash-writer sqlite FILE | etcd URL");
             return ExitCode::from(2);
