@@ -6,9 +6,13 @@
 //! it; nothing here may depend on the server or the store.
 
 pub mod decode;
+pub mod defaults;
 pub mod field;
 pub mod registry;
+pub mod validation;
 
 pub use decode::{DecodeError, Decoded, FieldValidation, decode, decode_value};
+pub use defaults::apply_defaults;
 pub use field::{FieldError, FieldErrorKind};
 pub use registry::{ResourceInfo, Scope, Subresource, find, find_kind, groups, resources};
+pub use validation::{validate_create, validate_update};

@@ -145,6 +145,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn current_revision(&self) -> Result<Revision>;
 }
 
+/// A continue token that resumes a list of `prefix` after `last_key`, reading at `revision`. Every
+/// engine accepts it; the API server mints it for pages it serves from memory.
+pub fn encode_continue(revision: Revision, last_key: &str) -> String {
+    continuation::Continuation { revision, last_key: last_key.to_owned() }.encode()
+}
+
+/// Decodes a continue token for a list of `prefix` into its revision and last key.
+pub fn decode_continue(token: &str, prefix: &str) -> Result<(Revision, String)> {
+    let c = continuation::Continuation::decode(token, prefix)?;
+    Ok((c.revision, c.last_key))
+}
+
 /// Rejects keys that no engine can store the same way.
 fn check_key(key: &str) -> Result<()> {
     if key.is_empty() {

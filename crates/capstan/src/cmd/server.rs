@@ -1,8 +1,152 @@
+//! `capstan server`: the control plane in one process (store, API server; scheduler, controllers and
+//! the local agent join as they are built).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use capstan_apiserver::{AdmissionConfig, AllowAuthenticated, ApiServer, ApiServerConfig, ServiceNetwork, Tokens, User};
+use capstan_store::{EtcdStore, SqliteStore, Store};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServerArgs;
 
+/// The service network, as k3s defaults it.
+const SERVICE_CIDR: &str = "10.43.0.0/16";
+
 pub(crate) fn run(args: ServerArgs) -> ExitCode {
-    tracing::debug!(?args, "server flags");
-    super::not_implemented("capstan server")
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("capstan: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("capstan: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The address other hosts reach this one at: the source address of the default route, found by
+/// connecting (not sending on) a UDP socket, or loopback when there is no route.
+fn primary_address(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() {
+        return bind;
+    }
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
+    match &args.datastore_endpoint {
+        None => {
+            let dir = args.data_dir.join("db");
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let store = SqliteStore::open(dir.join("state.db")).context("cannot open the embedded store")?;
+            Ok(Arc::new(store))
+        }
+        Some(endpoint) => {
+            let endpoints: Vec<String> = endpoint.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
+            let store = EtcdStore::connect(&endpoints).await.with_context(|| format!("cannot connect to etcd at {endpoint}"))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+}
+
+async fn serve(args: ServerArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let advertise = primary_address(args.bind_address);
+    let store = open_store(&args).await?;
+
+    let pki = capstan_pki::Pki::load_or_create(&args.data_dir.join("tls")).context("cannot set up the cluster CA")?;
+    let mut sans = vec![hostname(), advertise.to_string()];
+    sans.extend(args.tls_san.iter().cloned());
+    let serving = pki.serving_cert(&sans).context("cannot issue the serving certificate")?;
+    let tls = pki.server_tls_config(&serving).context("cannot build the TLS configuration")?;
+
+    let kubeconfig = args.write_kubeconfig.clone().unwrap_or_else(|| args.data_dir.join("admin.kubeconfig"));
+    write_admin_kubeconfig(&pki, &kubeconfig, args.https_port)?;
+
+    let tokens = Arc::new(Tokens::default());
+    let token = capstan_pki::load_or_create_join_token(&args.data_dir.join("token"), pki.ca_pem())
+        .context("cannot create the join token")?;
+    // The join token lets a new node bootstrap (request its client certificate); nothing more.
+    tokens.insert(token.clone(), User::new("system:bootstrap:capstan", ["system:bootstrappers", "system:bootstrappers:capstan"]));
+    if let Some((_, secret)) = token.split_once("::server:") {
+        tokens.insert(secret.to_owned(), User::new("system:bootstrap:capstan", ["system:bootstrappers"]));
+    }
+
+    let address = SocketAddr::new(args.bind_address, args.https_port);
+    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
+    let services = ServiceNetwork::parse(SERVICE_CIDR).context("bad service CIDR")?;
+    let server = ApiServer::new(ApiServerConfig {
+        listener,
+        tls,
+        store,
+        admission: AdmissionConfig {
+            not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+            unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+        },
+        services,
+        authorizer: Arc::new(AllowAuthenticated),
+        tokens,
+        advertise_address: advertise,
+    })
+    .map_err(|e| anyhow::anyhow!("cannot start the API server: {e}"))?;
+    tracing::info!(%address, kubeconfig = %kubeconfig.display(), "capstan server listening");
+    if !args.disable_agent {
+        tracing::warn!("the local agent (kubelet) is not built yet; running the control plane only");
+    }
+
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    server.run(shutdown.clone()).await;
+    // Give in-flight store writes a moment to be acknowledged before the process exits.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(())
+}
+
+fn write_admin_kubeconfig(pki: &capstan_pki::Pki, path: &Path, port: u16) -> Result<()> {
+    let admin = pki
+        .issue_client_cert("admin", &["system:masters"], Duration::from_secs(365 * 24 * 3600))
+        .context("cannot issue the admin certificate")?;
+    let server = format!("https://127.0.0.1:{port}");
+    capstan_pki::write_kubeconfig(path, &server, pki.ca_pem(), &admin)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -1,0 +1,158 @@
+//! API discovery: `/api`, `/apis`, group and resource lists, and the aggregated discovery documents
+//! (`apidiscovery.k8s.io/v2`) that kubectl asks for first.
+
+use capstan_api::{ResourceInfo, Scope, groups, resources};
+use http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::rest::Reply;
+
+const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the client accepts aggregated discovery (v2).
+pub(crate) fn wants_aggregated(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| m.contains("as=APIGroupDiscoveryList") && m.contains("v=v2") && m.contains("g=apidiscovery.k8s.io"))
+}
+
+fn aggregated(items: Vec<Value>) -> Reply {
+    let mut reply = Reply::json(200, &json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    }));
+    reply.content_type = AGGREGATED.into();
+    reply
+}
+
+fn discoverable(r: &ResourceInfo) -> bool {
+    r.plural != "bindings"
+}
+
+fn group_item(group: &str, version: &str) -> Value {
+    let resources: Vec<Value> = resources()
+        .iter()
+        .filter(|r| r.group == group && r.version == version && discoverable(r))
+        .map(|r| {
+            let subresources: Vec<Value> = r
+                .subresources
+                .iter()
+                .map(|s| {
+                    let (g, v, k) = s.gvk.unwrap_or((r.group, r.version, r.kind));
+                    json!({"subresource": s.name, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": s.verbs})
+                })
+                .collect();
+            let mut entry = json!({
+                "resource": r.plural,
+                "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                "scope": if r.scope == Scope::Namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": r.singular,
+                "verbs": r.verbs,
+            });
+            if !r.short_names.is_empty() {
+                entry["shortNames"] = json!(r.short_names);
+            }
+            if !r.categories.is_empty() {
+                entry["categories"] = json!(r.categories);
+            }
+            if !subresources.is_empty() {
+                entry["subresources"] = json!(subresources);
+            }
+            entry
+        })
+        .collect();
+    json!({
+        "metadata": {"name": group, "creationTimestamp": null},
+        "versions": [{"version": version, "resources": resources, "freshness": "Current"}],
+    })
+}
+
+/// `GET /api`.
+pub(crate) fn core_versions(headers: &HeaderMap, server_address: &str) -> Reply {
+    if wants_aggregated(headers) {
+        return aggregated(vec![group_item("", "v1")]);
+    }
+    Reply::json(200, &json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    }))
+}
+
+fn api_group(group: &str, version: &str) -> Value {
+    let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+    json!({"name": group, "versions": [gv], "preferredVersion": gv})
+}
+
+/// `GET /apis`.
+pub(crate) fn groups_list(headers: &HeaderMap) -> Reply {
+    let named: Vec<(&str, &str)> = groups().into_iter().filter(|(g, _)| !g.is_empty()).collect();
+    if wants_aggregated(headers) {
+        return aggregated(named.iter().map(|(g, v)| group_item(g, v)).collect());
+    }
+    Reply::json(200, &json!({
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": named.iter().map(|(g, v)| api_group(g, v)).collect::<Vec<_>>(),
+    }))
+}
+
+/// `GET /apis/<group>`.
+pub(crate) fn group(name: &str) -> Option<Reply> {
+    let (group, version) = groups().into_iter().find(|(g, _)| *g == name && !g.is_empty())?;
+    let mut body = api_group(group, version);
+    body["kind"] = json!("APIGroup");
+    body["apiVersion"] = json!("v1");
+    Some(Reply::json(200, &body))
+}
+
+/// `GET /api/v1` or `GET /apis/<group>/<version>`.
+pub(crate) fn resource_list(group: &str, version: &str) -> Option<Reply> {
+    let matching: Vec<&ResourceInfo> = resources().iter().filter(|r| r.group == group && r.version == version).collect();
+    if matching.is_empty() {
+        return None;
+    }
+    let mut list = Vec::new();
+    for r in matching.iter().filter(|r| discoverable(r)) {
+        let mut entry = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced(),
+            "kind": r.kind,
+            "verbs": r.verbs,
+        });
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
+        }
+        list.push(entry);
+        for s in r.subresources {
+            let mut sub = json!({
+                "name": format!("{}/{}", r.plural, s.name),
+                "singularName": "",
+                "namespaced": r.namespaced(),
+                "kind": s.gvk.map(|(_, _, k)| k).unwrap_or(r.kind),
+                "verbs": s.verbs,
+            });
+            if let Some((g, v, _)) = s.gvk {
+                sub["group"] = json!(g);
+                sub["version"] = json!(v);
+            }
+            list.push(sub);
+        }
+    }
+    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    Some(Reply::json(200, &json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": list,
+    })))
+}

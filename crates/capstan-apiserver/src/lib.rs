@@ -1,0 +1,188 @@
+//! Capstan's API server: the Kubernetes REST API over HTTPS, the only gateway to the cluster store.
+//!
+//! It owns HTTP and TLS serving, authentication (x509 client certificates, bearer tokens) and the
+//! authorization hook, the REST verbs with Kubernetes semantics (`rest`), the watch cache that serves
+//! LIST and WATCH from memory (`cache`), discovery, OpenAPI, Table output and metrics.
+//!
+//! It depends on `capstan-api` (what resources are), `capstan-store` (where they live), `capstan-patch`,
+//! `capstan-printers` and `capstan-openapi`. No other component may touch the store: scheduler,
+//! controllers and kubelets are clients of this server.
+
+mod body;
+mod bootstrap;
+pub mod cache;
+mod discovery;
+mod disruption;
+mod error;
+mod metrics;
+mod network;
+mod objects;
+mod patch;
+mod render;
+pub mod request;
+mod rest;
+pub mod selectors;
+mod server;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+
+use capstan_store::Store;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{ApiError, ApiResult};
+pub use network::ServiceNetwork;
+pub use objects::AdmissionConfig;
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    pub fn new(name: impl Into<String>, groups: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let mut groups: Vec<String> = groups.into_iter().map(Into::into).collect();
+        if !groups.iter().any(|g| g == "system:authenticated") {
+            groups.push("system:authenticated".into());
+        }
+        Self { name: name.into(), groups }
+    }
+}
+
+/// Decides whether a user may do something. The default allows every authenticated user; RBAC
+/// enforcement plugs in here.
+pub trait Authorizer: Send + Sync + std::fmt::Debug {
+    /// May `user` do `verb` on `resource` (plural, with subresource after a slash) in `namespace`?
+    fn authorize(&self, user: &User, verb: &str, group: &str, resource: &str, namespace: Option<&str>, name: Option<&str>) -> bool;
+
+    /// Answers a (Self)SubjectAccessReview spec.
+    fn allows_review(&self, user: &User, spec: &Value) -> bool {
+        let attrs = &spec["resourceAttributes"];
+        self.authorize(
+            user,
+            attrs["verb"].as_str().unwrap_or_default(),
+            attrs["group"].as_str().unwrap_or_default(),
+            attrs["resource"].as_str().unwrap_or_default(),
+            attrs["namespace"].as_str(),
+            attrs["name"].as_str(),
+        )
+    }
+}
+
+/// Allows everything to every authenticated user.
+#[derive(Debug, Default)]
+pub struct AllowAuthenticated;
+
+impl Authorizer for AllowAuthenticated {
+    fn authorize(&self, user: &User, _: &str, _: &str, _: &str, _: Option<&str>, _: Option<&str>) -> bool {
+        user.groups.iter().any(|g| g == "system:authenticated")
+    }
+}
+
+/// Bearer tokens the server accepts.
+#[derive(Debug, Default)]
+pub struct Tokens {
+    tokens: RwLock<HashMap<String, User>>,
+}
+
+impl Tokens {
+    pub fn insert(&self, token: impl Into<String>, user: User) {
+        self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(token.into(), user);
+    }
+
+    pub fn authenticate(&self, token: &str) -> Option<User> {
+        if token.is_empty() {
+            return None;
+        }
+        self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(token).cloned()
+    }
+}
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<cache::WatchCache>,
+    pub admission: AdmissionConfig,
+    pub services: ServiceNetwork,
+    pub authorizer: Arc<dyn Authorizer>,
+    pub tokens: Arc<Tokens>,
+    pub openapi: capstan_openapi::OpenApiDocs,
+    metrics: metrics::Metrics,
+    /// `host:port` clients are told to reach this server at.
+    pub advertise: SocketAddr,
+    ready: tokio::sync::watch::Receiver<bool>,
+    /// The built-in namespaces and the `kubernetes` Service exist.
+    booted: std::sync::atomic::AtomicBool,
+}
+
+/// How to run the API server.
+#[derive(Debug)]
+pub struct ApiServerConfig {
+    pub listener: TcpListener,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub store: Arc<dyn Store>,
+    pub admission: AdmissionConfig,
+    pub services: ServiceNetwork,
+    pub authorizer: Arc<dyn Authorizer>,
+    pub tokens: Arc<Tokens>,
+    /// The address other components and the `kubernetes` Service use to reach this server.
+    pub advertise_address: IpAddr,
+}
+
+/// A running API server.
+#[derive(Debug)]
+pub struct ApiServer {
+    state: Arc<ApiState>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    cache_ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl ApiServer {
+    /// Prepares the server (builds the OpenAPI documents); `run` starts serving.
+    pub fn new(config: ApiServerConfig) -> Result<Self, ApiError> {
+        let openapi = capstan_openapi::OpenApiDocs::build(capstan_api::resources())
+            .map_err(|e| ApiError::internal(format!("openapi: {e}")))?;
+        let port = config.listener.local_addr().map(|a| a.port()).unwrap_or(6443);
+        let (cache_ready, ready) = tokio::sync::watch::channel(false);
+        let state = Arc::new(ApiState {
+            store: config.store,
+            cache: cache::WatchCache::new(capstan_api::resources()),
+            admission: config.admission,
+            services: config.services,
+            authorizer: config.authorizer,
+            tokens: config.tokens,
+            openapi,
+            metrics: metrics::Metrics::default(),
+            advertise: SocketAddr::new(config.advertise_address, port),
+            ready,
+            booted: std::sync::atomic::AtomicBool::new(false),
+        });
+        Ok(Self { state, listener: config.listener, tls: config.tls, cache_ready })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let cache = self.state.cache.clone();
+        tokio::spawn(cache.run(self.state.store.clone(), self.cache_ready, shutdown.clone()));
+        let state = self.state.clone();
+        let boot_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = bootstrap::run(state) => {}
+                () = boot_shutdown.cancelled() => {}
+            }
+        });
+        server::serve(self.listener, self.tls, self.state, shutdown).await;
+    }
+}

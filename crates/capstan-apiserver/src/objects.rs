@@ -1,0 +1,262 @@
+//! What the server does to an object around a write, per resource: system metadata on create,
+//! what an update may change (status vs main resource), generation, and admission defaults.
+
+use capstan_api::ResourceInfo;
+use serde_json::{Map, Value, json};
+
+/// Settings that shape admission.
+#[derive(Debug, Clone)]
+pub struct AdmissionConfig {
+    pub not_ready_toleration_seconds: i64,
+    pub unreachable_toleration_seconds: i64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self { not_ready_toleration_seconds: 300, unreachable_toleration_seconds: 300 }
+    }
+}
+
+/// RFC 3339 time in whole seconds, as Kubernetes writes timestamps.
+pub(crate) fn now_rfc3339() -> String {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second()).map(|t| t.to_string()).unwrap_or_else(|_| now.to_string())
+}
+
+/// RFC 3339 time in whole seconds, `seconds` from now.
+pub(crate) fn rfc3339_after(seconds: i64) -> String {
+    let now = jiff::Timestamp::now().as_second().saturating_add(seconds);
+    jiff::Timestamp::from_second(now).map(|t| t.to_string()).unwrap_or_else(|_| now_rfc3339())
+}
+
+/// A random (version 4) UUID.
+pub(crate) fn new_uid() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // Fall back to the clock: uniqueness matters, secrecy does not.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b = nanos.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Five characters for a `generateName` suffix, from Kubernetes' alphabet (no vowels, no look-alikes).
+pub(crate) fn name_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut b = [0u8; 5];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect()
+}
+
+/// The object's `metadata` map, created (and the object made an object) if needed.
+pub(crate) fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
+    if !object.is_object() {
+        *object = Value::Object(Map::new());
+    }
+    let Value::Object(root) = object else { unreachable!("made an object above") };
+    let meta = root.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    let Value::Object(meta) = meta else { unreachable!("made an object above") };
+    meta
+}
+
+pub(crate) fn name_of(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+/// Resources whose `metadata.generation` counts spec changes.
+fn tracks_generation(resource: &ResourceInfo) -> bool {
+    matches!(resource.group, "apps" | "batch" | "policy")
+}
+
+/// Whether the main resource's writes leave `status` alone (it has a status subresource).
+pub(crate) fn has_status(resource: &ResourceInfo) -> bool {
+    resource.subresource("status").is_some()
+}
+
+/// Sets the system fields of a new object: uid, creation time, generation; clears what clients may not set.
+pub(crate) fn prepare_create(resource: &ResourceInfo, object: &mut Value) {
+    let meta = metadata_mut(object);
+    meta.insert("uid".into(), Value::String(new_uid()));
+    meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
+    meta.remove("resourceVersion");
+    meta.remove("deletionTimestamp");
+    meta.remove("deletionGracePeriodSeconds");
+    meta.remove("selfLink");
+    if tracks_generation(resource) {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    // A new object's status is the server's to set, for resources that have a status subresource,
+    // except for the few kinds whose clients create them with status (nodes, as kubelets do).
+    if has_status(resource) && !matches!(resource.plural, "nodes" | "certificatesigningrequests") {
+        if let Some(o) = object.as_object_mut() {
+            o.remove("status");
+        }
+    }
+}
+
+/// Carries over from `old` what an update of the main resource may not change, and bumps the
+/// generation when the spec changed.
+pub(crate) fn prepare_update(resource: &ResourceInfo, new: &mut Value, old: &Value) {
+    let old_meta = &old["metadata"];
+    {
+        let meta = metadata_mut(new);
+        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            match old_meta.get(field) {
+                Some(v) => meta.insert(field.into(), v.clone()),
+                None => meta.remove(field),
+            };
+        }
+        meta.remove("selfLink");
+    }
+    if has_status(resource) && resource.plural != "certificatesigningrequests" {
+        match old.get("status") {
+            Some(status) => new["status"] = status.clone(),
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    if tracks_generation(resource) && new.get("spec") != old.get("spec") {
+        let generation = old_meta["generation"].as_i64().unwrap_or(1);
+        metadata_mut(new).insert("generation".into(), json!(generation + 1));
+    }
+}
+
+/// An update through the `status` subresource: only `status` (and labels/annotations... not even
+/// those) changes; everything else is the stored object.
+pub(crate) fn prepare_status_update(new: &Value, old: &Value) -> Value {
+    let mut merged = old.clone();
+    merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+    if merged["status"].is_null() {
+        if let Some(o) = merged.as_object_mut() {
+            o.remove("status");
+        }
+    }
+    if let Some(rv) = new["metadata"].get("resourceVersion") {
+        metadata_mut(&mut merged).insert("resourceVersion".into(), rv.clone());
+    }
+    merged
+}
+
+/// Admission defaults for a new pod: the default service account, the node-problem tolerations
+/// (DefaultTolerationSeconds), priority, and the initial status.
+pub(crate) fn admit_pod(pod: &mut Value, config: &AdmissionConfig) {
+    let spec = &mut pod["spec"];
+    if !spec.is_object() {
+        return;
+    }
+    if spec["serviceAccountName"].as_str().unwrap_or_default().is_empty() {
+        spec["serviceAccountName"] = json!("default");
+    }
+    if spec["serviceAccount"].as_str().unwrap_or_default().is_empty() {
+        spec["serviceAccount"] = spec["serviceAccountName"].clone();
+    }
+    if spec.get("priority").is_none() {
+        spec["priority"] = json!(0);
+    }
+    let mut tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
+    for (key, seconds) in [
+        ("node.kubernetes.io/not-ready", config.not_ready_toleration_seconds),
+        ("node.kubernetes.io/unreachable", config.unreachable_toleration_seconds),
+    ] {
+        let tolerated = tolerations.iter().any(|t| {
+            let effect = t["effect"].as_str().unwrap_or_default();
+            (t["key"].as_str() == Some(key) || (t["key"].is_null() && t["operator"] == "Exists"))
+                && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !tolerated {
+            tolerations.push(json!({
+                "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds
+            }));
+        }
+    }
+    spec["tolerations"] = Value::Array(tolerations);
+    let qos = qos_class(&pod["spec"]);
+    pod["status"] = json!({"phase": "Pending", "qosClass": qos});
+}
+
+/// The QoS class Kubernetes computes from the containers' requests and limits.
+pub(crate) fn qos_class(spec: &Value) -> &'static str {
+    let containers = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(spec["initContainers"].as_array().into_iter().flatten());
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let requests = &c["resources"]["requests"];
+        let limits = &c["resources"]["limits"];
+        for res in ["cpu", "memory"] {
+            let (r, l) = (&requests[res], &limits[res]);
+            if !r.is_null() || !l.is_null() {
+                any = true;
+            }
+            if l.is_null() || (!r.is_null() && r != l) {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_look_like_uuids() {
+        let uid = new_uid();
+        assert_eq!(uid.len(), 36);
+        assert_eq!(&uid[14..15], "4");
+        assert_ne!(uid, new_uid());
+    }
+
+    #[test]
+    fn pods_get_default_tolerations_and_service_account() {
+        let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "i"}]}});
+        admit_pod(&mut pod, &AdmissionConfig::default());
+        assert_eq!(pod["spec"]["serviceAccountName"], "default");
+        let tolerations = pod["spec"]["tolerations"].as_array().expect("tolerations");
+        assert_eq!(tolerations.len(), 2);
+        assert_eq!(tolerations[1]["key"], "node.kubernetes.io/unreachable");
+        assert_eq!(tolerations[1]["tolerationSeconds"], 300);
+        assert_eq!(pod["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn qos_classes() {
+        let g = json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]});
+        assert_eq!(qos_class(&g), "Guaranteed");
+        let b = json!({"containers": [{"resources": {"requests": {"cpu": "100m"}}}]});
+        assert_eq!(qos_class(&b), "Burstable");
+    }
+
+    #[test]
+    fn main_resource_updates_keep_status_and_bump_generation() {
+        let deployments = capstan_api::find("apps", "v1", "deployments").expect("deployments");
+        let old = json!({"metadata": {"uid": "u", "generation": 3}, "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let mut new = json!({"metadata": {}, "spec": {"replicas": 2}, "status": {"replicas": 99}});
+        prepare_update(deployments, &mut new, &old);
+        assert_eq!(new["status"]["replicas"], 1);
+        assert_eq!(new["metadata"]["generation"], 4);
+        assert_eq!(new["metadata"]["uid"], "u");
+    }
+}

@@ -1,0 +1,1053 @@
+//! The REST verbs on resources: get, list, watch, create, update, patch, delete, deletecollection, and
+//! the subresources (status, scale, binding, eviction, finalize, approval), with kube-apiserver's
+//! semantics: preconditions, conflicts, graceful deletion, finalizers, dryRun, fieldValidation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use capstan_api::{FieldValidation, ResourceInfo};
+use capstan_store::{Revision, StoreError};
+use http::{HeaderMap, Method};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::cache::{CacheEvent, CachedObject, EventType, WatchStartError, object_with_revision};
+use crate::error::{ApiError, ApiResult};
+use crate::objects::{self, metadata_mut, name_of};
+use crate::request::{Query, ResourcePath};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::{ApiState, User, network, patch, render};
+
+/// A finished response, before it becomes HTTP.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) code: u16,
+    pub(crate) body: Bytes,
+    pub(crate) content_type: String,
+    pub(crate) warnings: Vec<String>,
+}
+
+impl Reply {
+    pub(crate) fn json(code: u16, value: &Value) -> Self {
+        Self {
+            code,
+            body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+            content_type: "application/json".into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub(crate) fn error(error: &ApiError) -> Self {
+        Self::json(error.code, &error.status())
+    }
+}
+
+/// What a resource request produces.
+#[derive(Debug)]
+pub(crate) enum Output {
+    Reply(Reply),
+    /// A watch: chunks of newline-separated JSON events.
+    Stream { content_type: String, chunks: mpsc::Receiver<Bytes> },
+}
+
+/// One resource request, parsed.
+pub(crate) struct Request<'a> {
+    pub(crate) state: &'a Arc<ApiState>,
+    pub(crate) user: &'a User,
+    pub(crate) method: Method,
+    pub(crate) path: ResourcePath,
+    pub(crate) query: Query,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Request<'_> {
+    fn dry_run(&self) -> bool {
+        self.query.all("dryRun").any(|v| v == "All")
+    }
+
+    fn field_validation(&self) -> ApiResult<FieldValidation> {
+        match self.query.get("fieldValidation") {
+            None => Ok(FieldValidation::Warn),
+            Some(v) => FieldValidation::parse(v).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "fieldValidation parameter unsupported value: \"{v}\": supported values: \"Ignore\", \"Warn\", \"Strict\""
+                ))
+            }),
+        }
+    }
+
+    fn field_manager(&self) -> String {
+        if let Some(m) = self.query.get("fieldManager").filter(|m| !m.is_empty()) {
+            return m.to_owned();
+        }
+        let agent = self.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+        agent.split('/').next().unwrap_or("unknown").to_owned()
+    }
+
+    fn content_type(&self) -> &str {
+        self.headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim())
+            .unwrap_or("application/json")
+    }
+}
+
+/// Serves one resource request.
+pub(crate) async fn serve(req: Request<'_>) -> Output {
+    match dispatch(&req).await {
+        Ok(output) => output,
+        Err(error) => Output::Reply(Reply::error(&error)),
+    }
+}
+
+async fn dispatch(req: &Request<'_>) -> ApiResult<Output> {
+    let p = &req.path;
+    let resource = capstan_api::find(&p.group, &p.version, &p.resource).ok_or_else(ApiError::path_not_found)?;
+    // For the namespaces resource the "namespace" segment is the object's name.
+    let namespace = if resource.namespaced() { p.namespace.clone() } else { None };
+    if !resource.namespaced() && p.namespace.is_some() && resource.plural != "namespaces" {
+        return Err(ApiError::path_not_found());
+    }
+    if resource.namespaced() && p.namespace.is_none() && p.name.is_some() {
+        return Err(ApiError::path_not_found());
+    }
+    let name = p.name.as_deref();
+    let sub = p.subresource.as_deref();
+    if let Some(sub) = sub
+        && resource.subresource(sub).is_none()
+    {
+        return Err(ApiError::path_not_found());
+    }
+    let ns = namespace.as_deref();
+    let reply = match (&req.method, name, sub) {
+        (&Method::GET, None, None) => {
+            if req.path.watch_path || req.query.flag("watch") {
+                return watch(req, resource, ns).await;
+            }
+            list(req, resource, ns).await?
+        }
+        (&Method::GET, Some(name), None | Some("status" | "approval")) => get(req, resource, ns, name).await?,
+        (&Method::GET, Some(name), Some("scale")) => {
+            let (object, _) = stored(req.state, resource, ns, name).await?;
+            Reply::json(200, &to_scale(&object))
+        }
+        (&Method::POST, None, None) => match resource.plural {
+            "bindings" => binding(req, ns, None).await?,
+            _ if !resource.stored => review(req, resource)?,
+            _ => create(req, resource, ns).await?,
+        },
+        (&Method::POST, Some(name), Some("binding")) => binding(req, ns, Some(name)).await?,
+        (&Method::POST, Some(name), Some("eviction")) => eviction(req, resource, ns, name).await?,
+        (&Method::PUT, Some(name), sub) if resource.stored => update(req, resource, ns, name, sub).await?,
+        (&Method::PATCH, Some(name), sub) if resource.stored => patch_object(req, resource, ns, name, sub).await?,
+        (&Method::DELETE, Some(name), None) if resource.stored => delete(req, resource, ns, name).await?,
+        (&Method::DELETE, None, None) if resource.has_verb("deletecollection") => {
+            delete_collection(req, resource, ns).await?
+        }
+        _ => return Err(ApiError::method_not_allowed()),
+    };
+    Ok(Output::Reply(reply))
+}
+
+/// Reads an object from the store, with its resourceVersion set.
+pub(crate) async fn stored(state: &ApiState, resource: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<(Value, Revision)> {
+    let key = resource.key(ns, name);
+    match state.store.get(&key, None).await {
+        Ok(Some(kv)) => {
+            let value = object_with_revision(&kv.value, kv.mod_revision)
+                .ok_or_else(|| ApiError::internal(format!("stored object {key} is not JSON")))?;
+            Ok((value, kv.mod_revision))
+        }
+        Ok(None) => Err(ApiError::not_found(resource, name)),
+        Err(e) => Err(ApiError::from_store(e, resource, name)),
+    }
+}
+
+async fn get(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Reply> {
+    let (object, _) = stored(req.state, resource, ns, name).await?;
+    Ok(render::object(resource, &object, &req.headers, &req.query))
+}
+
+fn parse_selectors(req: &Request<'_>, resource: &ResourceInfo) -> ApiResult<(LabelSelector, FieldSelector)> {
+    let labels = LabelSelector::parse(req.query.get("labelSelector").unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = FieldSelector::parse(req.query.get("fieldSelector").unwrap_or_default())
+        .map_err(ApiError::bad_request)?;
+    let supported = crate::cache::supported_fields(resource);
+    for field in fields.fields() {
+        if !supported.contains(&field) {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {field}"
+            )));
+        }
+    }
+    Ok((labels, fields))
+}
+
+fn matches(object: &CachedObject, ns: Option<&str>, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+    (ns.is_none() || object.namespace.as_deref() == ns)
+        && labels.matches(&object.labels)
+        && fields.matches(|f| object.field(f))
+}
+
+/// Waits until the cache reflects `revision`: a consistent read, or a resourceVersion the client saw.
+async fn catch_up(state: &ApiState, revision: Revision) -> ApiResult<()> {
+    if state.cache.revision() >= revision {
+        return Ok(());
+    }
+    if state.cache.wait_for(revision, Duration::from_secs(3)).await {
+        Ok(())
+    } else {
+        Err(ApiError::timeout_too_large(revision))
+    }
+}
+
+fn parse_rv(text: &str) -> ApiResult<Revision> {
+    text.parse::<Revision>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {text:?}")))
+}
+
+async fn list(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>) -> ApiResult<Reply> {
+    let (labels, fields) = parse_selectors(req, resource)?;
+    let limit = match req.query.get("limit") {
+        Some(l) => l.parse::<i64>().ok().filter(|l| *l > 0).map(|l| l as usize),
+        None => None,
+    };
+    let rv = req.query.get("resourceVersion").filter(|v| !v.is_empty());
+    let exact = req.query.get("resourceVersionMatch") == Some("Exact");
+    let continue_token = req.query.get("continue").filter(|c| !c.is_empty());
+
+    let mut after_key = None;
+    let mut pinned = None;
+    if let Some(token) = continue_token {
+        let prefix = resource.key_prefix();
+        let (revision, last_key) = capstan_store::decode_continue(token, &prefix)
+            .map_err(|e| ApiError::bad_request(format!("continue key is not valid: {e}")))?;
+        pinned = Some(revision);
+        after_key = Some(last_key);
+    } else if let Some(rv) = rv {
+        let rv = parse_rv(rv)?;
+        if exact {
+            pinned = Some(rv);
+        } else if rv > 0 {
+            catch_up(req.state, rv).await?;
+        }
+    } else {
+        let current = req.state.store.current_revision().await.map_err(|e| ApiError::internal(e.to_string()))?;
+        catch_up(req.state, current).await?;
+    }
+
+    let (items, revision, more) = match pinned {
+        // A page of a list read at an older revision comes from the store, which keeps history.
+        Some(revision) if revision != req.state.cache.revision() => {
+            list_from_store(req, resource, ns, &labels, &fields, revision, after_key.as_deref(), limit).await?
+        }
+        _ => {
+            let (objects, revision, more) = req.state.cache.list(
+                resource,
+                ns,
+                after_key.as_deref(),
+                |o| matches(o, ns, &labels, &fields),
+                limit,
+            );
+            (objects, revision, more)
+        }
+    };
+    let continue_token = if more {
+        items.last().map(|last| capstan_store::encode_continue(revision, &last.key))
+    } else {
+        None
+    };
+    Ok(render::list(resource, &items, revision, continue_token, &req.headers, &req.query))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn list_from_store(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+    revision: Revision,
+    after_key: Option<&str>,
+    limit: Option<usize>,
+) -> ApiResult<(Vec<Arc<CachedObject>>, Revision, bool)> {
+    let prefix = match ns {
+        Some(ns) => resource.namespace_prefix(ns),
+        None => resource.key_prefix(),
+    };
+    let mut token = after_key.map(|k| capstan_store::encode_continue(revision, k));
+    let mut out = Vec::new();
+    loop {
+        let page = req
+            .state
+            .store
+            .list(
+                &prefix,
+                capstan_store::ListOptions {
+                    limit: Some(limit.unwrap_or(500).max(1)),
+                    continue_token: token.take(),
+                    revision: Some(revision),
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Compacted { .. } => ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ),
+                other => ApiError::from_store(other, resource, ""),
+            })?;
+        for kv in &page.items {
+            if let Some(object) = CachedObject::from_store(resource, kv)
+                && matches(&object, ns, labels, fields)
+            {
+                if limit.is_some_and(|l| out.len() >= l) {
+                    return Ok((out, revision, true));
+                }
+                out.push(Arc::new(object));
+            }
+        }
+        match page.continue_token {
+            Some(next) => token = Some(next),
+            None => return Ok((out, revision, false)),
+        }
+    }
+}
+
+/// One watch event as a JSON line.
+fn event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
+}
+
+async fn watch(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>) -> ApiResult<Output> {
+    let (labels, fields) = parse_selectors(req, resource)?;
+    let rv = match req.query.get("resourceVersion").filter(|v| !v.is_empty()) {
+        None | Some("0") => None,
+        Some(rv) => {
+            let rv = parse_rv(rv)?;
+            catch_up(req.state, rv).await?;
+            Some(rv)
+        }
+    };
+    let send_initial = req.query.get("sendInitialEvents") == Some("true");
+    let bookmarks = req.query.flag("allowWatchBookmarks");
+    let start = req.state.cache.watch(resource, if send_initial { None } else { rv }).map_err(|e| match e {
+        WatchStartError::TooOld { requested, oldest } => {
+            ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+        }
+    })?;
+    let timeout = req
+        .query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let table = render::wants_table(&req.headers);
+    let (tx, rx) = mpsc::channel(64);
+    let ns = ns.map(str::to_owned);
+    let state = req.state.clone();
+    let kind = resource.kind;
+    let api_version = resource.api_version();
+    let include = render::include_object(&req.query);
+    tokio::spawn(async move {
+        let filter = |o: &CachedObject| matches(o, ns.as_deref(), &labels, &fields);
+        let encode = |event: &CacheEvent, kind_str: &str| -> Bytes {
+            if table {
+                let table = render::table_json(resource, std::slice::from_ref(&event.object), None, None, include);
+                event_line(kind_str, &serde_json::to_vec(&table).unwrap_or_default())
+            } else {
+                event_line(kind_str, &event.object.json)
+            }
+        };
+        let bookmark = |revision: Revision, initial_end: bool| -> Bytes {
+            let mut meta = json!({"resourceVersion": revision.to_string()});
+            if initial_end {
+                meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+            }
+            let object = json!({"kind": kind, "apiVersion": api_version, "metadata": meta});
+            event_line("BOOKMARK", &serde_json::to_vec(&object).unwrap_or_default())
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut last = start.revision;
+        for event in &start.initial {
+            if let Some(kind) = visible(event, &filter)
+                && tx.send(encode(event, kind)).await.is_err()
+            {
+                return;
+            }
+            last = last.max(event.object.revision);
+        }
+        if send_initial && bookmarks && tx.send(bookmark(start.revision, true)).await.is_err() {
+            return;
+        }
+        let mut live = start.live;
+        let mut ticker = tokio::time::interval(Duration::from_secs(30));
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                received = live.recv() => match received {
+                    Ok(event) => {
+                        if event.object.revision <= last {
+                            continue;
+                        }
+                        last = event.object.revision;
+                        if let Some(kind) = visible(&event, &filter)
+                            && tx.send(encode(&event, kind)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // Too slow, or the cache restarted: end the watch; the client resumes from the
+                    // last resourceVersion it saw.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = ticker.tick(), if bookmarks => {
+                    let revision = state.cache.revision().max(last);
+                    if tx.send(bookmark(revision, false)).await.is_err() {
+                        return;
+                    }
+                }
+                () = &mut deadline => return,
+                () = tx.closed() => return,
+            }
+        }
+    });
+    let content_type = if table { "application/json;as=Table;v=v1;g=meta.k8s.io" } else { "application/json" };
+    Ok(Output::Stream { content_type: content_type.into(), chunks: rx })
+}
+
+/// The event type a filtered watcher sees, if any: an object that stops matching looks deleted to it,
+/// one that starts matching looks added.
+fn visible(event: &CacheEvent, filter: &impl Fn(&CachedObject) -> bool) -> Option<&'static str> {
+    let now = filter(&event.object);
+    match event.kind {
+        EventType::Added => now.then_some("ADDED"),
+        EventType::Deleted => now.then_some("DELETED"),
+        EventType::Modified => {
+            let before = event.prev.as_ref().is_some_and(|p| filter(p));
+            match (before, now) {
+                (true, true) => Some("MODIFIED"),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
+                (false, false) => None,
+            }
+        }
+    }
+}
+
+/// Parses a request body: JSON, or YAML (which kubectl sends for server-side apply).
+pub(crate) fn parse_body(body: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
+}
+
+fn decode(req: &Request<'_>, resource: &ResourceInfo, value: Value) -> ApiResult<(Value, Vec<String>)> {
+    let decoded = capstan_api::decode_value(resource, value, req.field_validation()?)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok((decoded.object, decoded.warnings))
+}
+
+async fn namespace_must_accept(req: &Request<'_>, ns: &str) -> ApiResult<()> {
+    let namespaces = capstan_api::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
+    let (namespace, _) = stored(req.state, namespaces, None, ns).await.map_err(|e| {
+        if e.code == 404 { ApiError::namespace_not_found(ns) } else { e }
+    })?;
+    if namespace["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
+        return Err(ApiError::forbidden(format!(
+            "unable to create new content in namespace {ns} because it is being terminated"
+        )));
+    }
+    Ok(())
+}
+
+async fn create(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>) -> ApiResult<Reply> {
+    if !resource.has_verb("create") {
+        return Err(ApiError::method_not_allowed());
+    }
+    let body = parse_body(&req.body)?;
+    let (object, warnings) = decode(req, resource, body)?;
+    let mut reply = create_object(req, resource, ns, object).await?;
+    reply.warnings = warnings;
+    Ok(reply)
+}
+
+/// Creates a decoded object: system metadata, defaults, admission, validation, then the store.
+pub(crate) async fn create_object(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, mut object: Value) -> ApiResult<Reply> {
+    if let Some(ns) = ns {
+        match object["metadata"]["namespace"].as_str() {
+            Some(given) if !given.is_empty() && given != ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => {}
+        }
+        metadata_mut(&mut object).insert("namespace".into(), Value::String(ns.into()));
+        namespace_must_accept(req, ns).await?;
+    } else {
+        metadata_mut(&mut object).remove("namespace");
+    }
+    let generate = object["metadata"]["generateName"].as_str().filter(|g| !g.is_empty()).map(str::to_owned);
+    let mut attempts = 0;
+    loop {
+        let mut candidate = object.clone();
+        if name_of(&candidate).is_empty()
+            && let Some(prefix) = &generate
+        {
+            metadata_mut(&mut candidate).insert("name".into(), Value::String(format!("{prefix}{}", objects::name_suffix())));
+        }
+        let name = name_of(&candidate).to_owned();
+        objects::prepare_create(resource, &mut candidate);
+        capstan_api::apply_defaults(resource, &mut candidate);
+        if resource.plural == "pods" && resource.group.is_empty() {
+            objects::admit_pod(&mut candidate, &req.state.admission);
+        }
+        let errors = if name.is_empty() {
+            vec![capstan_api::FieldError::required("metadata.name", "name or generateName is required")]
+        } else {
+            capstan_api::validate_create(resource, &candidate)
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(resource, &name, &errors));
+        }
+        let is_service = resource.plural == "services" && resource.group.is_empty();
+        if is_service && !req.dry_run() {
+            let owner = format!("{}/{name}", ns.unwrap_or_default());
+            network::allocate_cluster_ip(&req.state.store, &req.state.services, &mut candidate, &owner).await?;
+            if let Err(e) = network::allocate_node_ports(&req.state.store, &mut candidate, &owner).await {
+                network::release(&req.state.store, &candidate).await;
+                return Err(e);
+            }
+        }
+        patch::record_update(None, &mut candidate, &req.field_manager(), resource);
+        if req.dry_run() {
+            return Ok(Reply::json(201, &candidate));
+        }
+        let key = resource.key(ns, &name);
+        let bytes = Bytes::from(serde_json::to_vec(&candidate).map_err(|e| ApiError::internal(e.to_string()))?);
+        match req.state.store.create(&key, bytes).await {
+            Ok(kv) => {
+                metadata_mut(&mut candidate).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+                return Ok(Reply::json(201, &candidate));
+            }
+            Err(StoreError::AlreadyExists { .. }) if generate.is_some() && attempts < 8 && name_of(&object).is_empty() => {
+                if is_service {
+                    network::release(&req.state.store, &candidate).await;
+                }
+                attempts += 1;
+            }
+            Err(e) => {
+                if is_service {
+                    network::release(&req.state.store, &candidate).await;
+                }
+                return Err(ApiError::from_store(e, resource, &name));
+            }
+        }
+    }
+}
+
+/// How an update computes the new object from the stored one.
+enum Change<'a> {
+    /// PUT of a whole object (main resource or a subresource).
+    Replace { object: Value, sub: Option<&'a str> },
+    /// PATCH of the main resource or a subresource.
+    Patch { sub: Option<&'a str> },
+}
+
+async fn update(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str, sub: Option<&str>) -> ApiResult<Reply> {
+    let body = parse_body(&req.body)?;
+    let (object, warnings) = if sub == Some("scale") {
+        (body, Vec::new())
+    } else {
+        decode(req, resource, body)?
+    };
+    let given = object["metadata"]["name"].as_str().unwrap_or_default();
+    if !given.is_empty() && given != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({given}) does not match the name on the URL ({name})"
+        )));
+    }
+    let mut reply = write(req, resource, ns, name, Change::Replace { object, sub }).await?;
+    reply.warnings = warnings;
+    Ok(reply)
+}
+
+async fn patch_object(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str, sub: Option<&str>) -> ApiResult<Reply> {
+    write(req, resource, ns, name, Change::Patch { sub }).await
+}
+
+/// The read-modify-write loop of every update and patch (kube's GuaranteedUpdate): a precondition from
+/// the client's resourceVersion fails with 409; a race with another writer is retried.
+async fn write(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str, change: Change<'_>) -> ApiResult<Reply> {
+    let key = resource.key(ns, name);
+    let manager = req.field_manager();
+    for _ in 0..16 {
+        let current = match stored(req.state, resource, ns, name).await {
+            Ok(found) => Some(found),
+            Err(e) if e.code == 404 => None,
+            Err(e) => return Err(e),
+        };
+        let Some((old, revision)) = current else {
+            // Server-side apply creates; so does PUT of a Lease/Endpoints-like object? Kubernetes allows
+            // create-on-update only for a few kinds; apply is the one that matters.
+            if let Change::Patch { sub: None } = change
+                && patch::is_apply(req.content_type())
+            {
+                let applied = patch::apply_create(req, resource, ns, name)?;
+                return create_object(req, resource, ns, applied).await;
+            }
+            return Err(ApiError::not_found(resource, name));
+        };
+        let mut new = match &change {
+            Change::Replace { object, sub } => {
+                let precondition = object["metadata"]["resourceVersion"].as_str().filter(|v| !v.is_empty());
+                if let Some(rv) = precondition
+                    && rv != revision.to_string()
+                {
+                    return Err(ApiError::modified(resource, name));
+                }
+                replaced(resource, object, &old, *sub)?
+            }
+            Change::Patch { sub } => {
+                let content_type = req.content_type();
+                if *sub == Some("scale") {
+                    let scale = patch::apply(content_type, &to_scale(&old), &req.body, resource, &manager, req.query.flag("force"))?;
+                    replaced(resource, &scale, &old, Some("scale"))?
+                } else {
+                    let patched = patch::apply(content_type, &old, &req.body, resource, &manager, req.query.flag("force"))?;
+                    if let Some(rv) = patched["metadata"]["resourceVersion"].as_str()
+                        && rv != revision.to_string()
+                    {
+                        return Err(ApiError::modified(resource, name));
+                    }
+                    let (patched, _) = decode(req, resource, patched)?;
+                    replaced(resource, &patched, &old, *sub)?
+                }
+            }
+        };
+        {
+            let meta = metadata_mut(&mut new);
+            meta.insert("name".into(), Value::String(name.into()));
+            match ns {
+                Some(ns) => meta.insert("namespace".into(), Value::String(ns.into())),
+                None => meta.remove("namespace"),
+            };
+            meta.remove("resourceVersion");
+        }
+        capstan_api::apply_defaults(resource, &mut new);
+        let errors = capstan_api::validate_update(resource, &new, &old);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(resource, name, &errors));
+        }
+        patch::record_update(Some(&old), &mut new, &manager, resource);
+
+        // Removing the last finalizer of an object being deleted completes the deletion.
+        let deleting = new["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null());
+        let finalizers_left = new["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        let pod_waiting_for_kubelet = resource.plural == "pods"
+            && new["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0;
+        if deleting && !finalizers_left && !pod_waiting_for_kubelet {
+            if req.dry_run() {
+                return Ok(Reply::json(200, &new));
+            }
+            return match req.state.store.delete(&key, Some(revision)).await {
+                Ok(_) => {
+                    after_delete(req, resource, &new).await;
+                    Ok(Reply::json(200, &new))
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => Err(ApiError::from_store(e, resource, name)),
+            };
+        }
+
+        let mut unchanged_old = old.clone();
+        metadata_mut(&mut unchanged_old).remove("resourceVersion");
+        if new == unchanged_old {
+            // A no-op write keeps the resourceVersion, as in Kubernetes.
+            return Ok(Reply::json(200, &old));
+        }
+        if req.dry_run() {
+            return Ok(Reply::json(200, &new));
+        }
+        let bytes = Bytes::from(serde_json::to_vec(&new).map_err(|e| ApiError::internal(e.to_string()))?);
+        match req.state.store.update(&key, bytes, revision).await {
+            Ok(kv) => {
+                metadata_mut(&mut new).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+                let reply_object = if matches!(change, Change::Replace { sub: Some("scale"), .. } | Change::Patch { sub: Some("scale") }) {
+                    to_scale(&new)
+                } else {
+                    new
+                };
+                return Ok(Reply::json(200, &reply_object));
+            }
+            Err(StoreError::Conflict { .. }) => {
+                if let Change::Replace { object, .. } = &change
+                    && object["metadata"]["resourceVersion"].as_str().is_some_and(|v| !v.is_empty())
+                {
+                    return Err(ApiError::modified(resource, name));
+                }
+            }
+            Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(resource, name)),
+            Err(e) => return Err(ApiError::from_store(e, resource, name)),
+        }
+    }
+    Err(ApiError::conflict(resource, name, "too many concurrent writers; please retry"))
+}
+
+/// The object a write of `object` through `sub` produces from `old`.
+fn replaced(resource: &ResourceInfo, object: &Value, old: &Value, sub: Option<&str>) -> ApiResult<Value> {
+    Ok(match sub {
+        None => {
+            let mut new = object.clone();
+            objects::prepare_update(resource, &mut new, old);
+            new
+        }
+        Some("status") => objects::prepare_status_update(object, old),
+        Some("scale") => {
+            let replicas = object["spec"]["replicas"]
+                .as_i64()
+                .ok_or_else(|| ApiError::bad_request("scale: spec.replicas is required"))?;
+            let mut new = old.clone();
+            new["spec"]["replicas"] = json!(replicas);
+            if resource.group == "apps" {
+                let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                if old["spec"]["replicas"].as_i64() != Some(replicas) {
+                    metadata_mut(&mut new).insert("generation".into(), json!(generation + 1));
+                }
+            }
+            new
+        }
+        Some("finalize") => {
+            let mut new = old.clone();
+            new["spec"]["finalizers"] = object["spec"]["finalizers"].clone();
+            new
+        }
+        Some("approval") => {
+            let mut new = old.clone();
+            new["status"]["conditions"] = object["status"]["conditions"].clone();
+            new
+        }
+        Some(other) => return Err(ApiError::bad_request(format!("cannot update subresource {other}"))),
+    })
+}
+
+/// `autoscaling/v1` Scale of a workload.
+fn to_scale(object: &Value) -> Value {
+    let selector = object["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+        .unwrap_or_default();
+    let meta = &object["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+            "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": object["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// DeleteOptions from the body or the query.
+struct DeleteOptions {
+    grace_period: Option<i64>,
+    propagation: Option<String>,
+    precondition_uid: Option<String>,
+    precondition_rv: Option<String>,
+}
+
+fn delete_options(req: &Request<'_>) -> ApiResult<DeleteOptions> {
+    let body: Value = if req.body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        parse_body(&req.body)?
+    };
+    let grace_period = req
+        .query
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse().ok())
+        .or_else(|| body["gracePeriodSeconds"].as_i64());
+    let propagation = req
+        .query
+        .get("propagationPolicy")
+        .map(str::to_owned)
+        .or_else(|| body["propagationPolicy"].as_str().map(str::to_owned))
+        .or_else(|| match body["orphanDependents"].as_bool().or_else(|| req.query.get("orphanDependents").map(|o| o == "true")) {
+            Some(true) => Some("Orphan".to_owned()),
+            _ => None,
+        });
+    if let Some(p) = &propagation
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+        )));
+    }
+    Ok(DeleteOptions {
+        grace_period,
+        propagation,
+        precondition_uid: body["preconditions"]["uid"].as_str().map(str::to_owned),
+        precondition_rv: body["preconditions"]["resourceVersion"].as_str().map(str::to_owned),
+    })
+}
+
+async fn delete(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Reply> {
+    let options = delete_options(req)?;
+    delete_one(req, resource, ns, name, &options).await
+}
+
+async fn delete_one(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str, options: &DeleteOptions) -> ApiResult<Reply> {
+    let key = resource.key(ns, name);
+    for _ in 0..16 {
+        let (mut object, revision) = stored(req.state, resource, ns, name).await?;
+        let meta = &object["metadata"];
+        if let Some(uid) = &options.precondition_uid
+            && meta["uid"].as_str() != Some(uid)
+        {
+            return Err(ApiError::conflict(resource, name, &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta["uid"].as_str().unwrap_or_default()
+            )));
+        }
+        if let Some(rv) = &options.precondition_rv
+            && *rv != revision.to_string()
+        {
+            return Err(ApiError::conflict(resource, name, &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"
+            )));
+        }
+        let already_deleting = meta.get("deletionTimestamp").is_some_and(|t| !t.is_null());
+        let mut finalizers: Vec<Value> = meta["finalizers"].as_array().cloned().unwrap_or_default();
+        match options.propagation.as_deref() {
+            Some("Foreground") if !finalizers.contains(&json!("foregroundDeletion")) => {
+                finalizers.push(json!("foregroundDeletion"));
+            }
+            Some("Orphan") if !finalizers.contains(&json!("orphan")) => finalizers.push(json!("orphan")),
+            _ => {}
+        }
+        // Pods on a node end gracefully: the kubelet stops the containers and deletes the pod.
+        let grace = if resource.plural == "pods" && resource.group.is_empty() {
+            let bound = object["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+            let finished = matches!(object["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+            let default = object["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
+            let grace = options.grace_period.unwrap_or(default).max(0);
+            if bound && !finished { grace } else { 0 }
+        } else {
+            0
+        };
+        let graceful = grace > 0 || !finalizers.is_empty() || resource.plural == "namespaces";
+        if graceful {
+            if already_deleting {
+                // Shortening a pod's grace period is the only change a second delete makes.
+                let current = object["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+                if resource.plural == "pods" && grace < current {
+                    let m = metadata_mut(&mut object);
+                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                    m.insert("deletionTimestamp".into(), json!(objects::rfc3339_after(grace)));
+                    if grace == 0 && finalizers.is_empty() {
+                        return remove(req, resource, &key, name, revision, object).await;
+                    }
+                    if !req.dry_run() {
+                        let bytes = Bytes::from(serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?);
+                        match req.state.store.update(&key, bytes, revision).await {
+                            Ok(_) => {}
+                            Err(StoreError::Conflict { .. }) => continue,
+                            Err(e) => return Err(ApiError::from_store(e, resource, name)),
+                        }
+                    }
+                }
+                return Ok(Reply::json(202, &object));
+            }
+            {
+                let m = metadata_mut(&mut object);
+                m.insert("deletionTimestamp".into(), json!(objects::rfc3339_after(grace)));
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                if !finalizers.is_empty() {
+                    m.insert("finalizers".into(), Value::Array(finalizers));
+                }
+                m.remove("resourceVersion");
+            }
+            if resource.plural == "namespaces" {
+                object["status"]["phase"] = json!("Terminating");
+            }
+            if req.dry_run() {
+                return Ok(Reply::json(200, &object));
+            }
+            let bytes = Bytes::from(serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?);
+            match req.state.store.update(&key, bytes, revision).await {
+                Ok(kv) => {
+                    metadata_mut(&mut object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+                    return Ok(Reply::json(200, &object));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, resource, name)),
+            }
+        }
+        return remove(req, resource, &key, name, revision, object).await;
+    }
+    Err(ApiError::conflict(resource, name, "too many concurrent writers; please retry"))
+}
+
+/// Removes an object from the store for good.
+async fn remove(req: &Request<'_>, resource: &'static ResourceInfo, key: &str, name: &str, revision: Revision, object: Value) -> ApiResult<Reply> {
+    if req.dry_run() {
+        return Ok(Reply::json(200, &object));
+    }
+    match req.state.store.delete(key, Some(revision)).await {
+        Ok(_) => {
+            after_delete(req, resource, &object).await;
+            Ok(Reply::json(200, &object))
+        }
+        Err(StoreError::Conflict { .. }) => Err(ApiError::modified(resource, name)),
+        Err(e) => Err(ApiError::from_store(e, resource, name)),
+    }
+}
+
+async fn after_delete(req: &Request<'_>, resource: &ResourceInfo, object: &Value) {
+    if resource.plural == "services" && resource.group.is_empty() {
+        network::release(&req.state.store, object).await;
+    }
+}
+
+async fn delete_collection(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>) -> ApiResult<Reply> {
+    let (labels, fields) = parse_selectors(req, resource)?;
+    let options = delete_options(req)?;
+    let current = req.state.store.current_revision().await.map_err(|e| ApiError::internal(e.to_string()))?;
+    catch_up(req.state, current).await?;
+    let (objects, revision, _) = req.state.cache.list(resource, ns, None, |o| matches(o, ns, &labels, &fields), None);
+    let mut deleted = Vec::new();
+    for object in &objects {
+        match delete_one(req, resource, object.namespace.as_deref().or(ns), &object.name, &options).await {
+            Ok(reply) => deleted.push(serde_json::from_slice::<Value>(&reply.body).unwrap_or(Value::Null)),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Reply::json(200, &json!({
+        "kind": resource.list_kind(),
+        "apiVersion": resource.api_version(),
+        "metadata": {"resourceVersion": revision.to_string()},
+        "items": deleted,
+    })))
+}
+
+/// POST of a request-only kind: who-am-I and can-I reviews.
+fn review(req: &Request<'_>, resource: &ResourceInfo) -> ApiResult<Reply> {
+    let mut body = parse_body(&req.body)?;
+    let user_info = json!({"username": req.user.name, "groups": req.user.groups});
+    match resource.plural {
+        "selfsubjectreviews" => {
+            body["status"] = json!({"userInfo": user_info});
+        }
+        "selfsubjectaccessreviews" | "subjectaccessreviews" => {
+            let allowed = req.state.authorizer.allows_review(req.user, &body["spec"]);
+            body["status"] = json!({"allowed": allowed, "reason": if allowed { "allowed by the authorizer" } else { "" }});
+        }
+        "tokenreviews" => {
+            let token = body["spec"]["token"].as_str().unwrap_or_default();
+            body["status"] = match req.state.tokens.authenticate(token) {
+                Some(user) => json!({"authenticated": true, "user": {"username": user.name, "groups": user.groups}}),
+                None => json!({"authenticated": false}),
+            };
+        }
+        _ => return Err(ApiError::method_not_allowed()),
+    }
+    metadata_mut(&mut body).insert("creationTimestamp".into(), Value::Null);
+    body["apiVersion"] = json!(resource.api_version());
+    body["kind"] = json!(resource.kind);
+    Ok(Reply::json(201, &body))
+}
+
+/// `pods/binding` (and the legacy `bindings` resource): assigns a pod to a node, once.
+async fn binding(req: &Request<'_>, ns: Option<&str>, pod_name: Option<&str>) -> ApiResult<Reply> {
+    let body = parse_body(&req.body)?;
+    let pods = capstan_api::find("", "v1", "pods").ok_or_else(|| ApiError::internal("no pods"))?;
+    let name = pod_name.map(str::to_owned).unwrap_or_else(|| name_of(&body).to_owned());
+    let node = body["target"]["name"].as_str().unwrap_or_default().to_owned();
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            capstan_api::find("", "v1", "bindings").unwrap_or(pods),
+            &name,
+            &[capstan_api::FieldError::required("target.name", "")],
+        ));
+    }
+    let key = pods.key(ns, &name);
+    for _ in 0..16 {
+        let (mut pod, revision) = stored(req.state, pods, ns, &name).await?;
+        if pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
+            return Err(ApiError::conflict(pods, &name, "pod is being deleted, cannot be assigned to a host"));
+        }
+        if let Some(current) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            return Err(ApiError::conflict(pods, &name, &format!("pod {name} is already assigned to node \"{current}\"")));
+        }
+        pod["spec"]["nodeName"] = json!(node);
+        let mut conditions: Vec<Value> = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conditions.retain(|c| c["type"] != "PodScheduled");
+        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339()}));
+        pod["status"]["conditions"] = Value::Array(conditions);
+        metadata_mut(&mut pod).remove("resourceVersion");
+        if req.dry_run() {
+            break;
+        }
+        let bytes = Bytes::from(serde_json::to_vec(&pod).map_err(|e| ApiError::internal(e.to_string()))?);
+        match req.state.store.update(&key, bytes, revision).await {
+            Ok(_) => break,
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(ApiError::from_store(e, pods, &name)),
+        }
+    }
+    Ok(Reply::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+}
+
+/// `pods/eviction`: deletes the pod unless a PodDisruptionBudget forbids it right now.
+async fn eviction(req: &Request<'_>, pods: &'static ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Reply> {
+    let body = parse_body(&req.body).unwrap_or(Value::Null);
+    let (pod, _) = stored(req.state, pods, ns, name).await?;
+    let deleting = pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null());
+    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    if !deleting && !finished {
+        crate::disruption::check_budgets(req.state, ns.unwrap_or_default(), &pod).await?;
+    }
+    let options = DeleteOptions {
+        grace_period: body["deleteOptions"]["gracePeriodSeconds"].as_i64(),
+        propagation: None,
+        precondition_uid: body["deleteOptions"]["preconditions"]["uid"].as_str().map(str::to_owned),
+        precondition_rv: None,
+    };
+    delete_one(req, pods, ns, name, &options).await?;
+    Ok(Reply::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+}
+
+/// Used by in-crate bootstrap code: a write as the system, bypassing HTTP.
+pub(crate) fn system_request<'a>(state: &'a Arc<ApiState>, user: &'a User, body: Bytes) -> Request<'a> {
+    Request {
+        state,
+        user,
+        method: Method::POST,
+        path: ResourcePath {
+            group: String::new(),
+            version: "v1".into(),
+            namespace: None,
+            resource: String::new(),
+            name: None,
+            subresource: None,
+            watch_path: false,
+        },
+        query: Query::default(),
+        headers: HeaderMap::new(),
+        body,
+    }
+}

@@ -1,0 +1,472 @@
+//! Field sets in structured-merge-diff's `FieldsV1` form: a trie of path elements `f:<field>`,
+//! `k:{"name":"c"}` (list-map keys as JSON), `v:<json>` (set members) and `i:<n>`, where `.` marks
+//! a node that is itself a member.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::meta::{Child, FieldMeta, ListType, Ty};
+
+/// A set of field paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FieldSet {
+    member: bool,
+    children: BTreeMap<String, FieldSet>,
+}
+
+impl FieldSet {
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.member && self.children.is_empty()
+    }
+
+    fn child_mut(&mut self, element: String) -> &mut FieldSet {
+        self.children.entry(element).or_default()
+    }
+
+    pub(crate) fn insert(&mut self, path: &[String]) {
+        match path.split_first() {
+            None => self.member = true,
+            Some((first, rest)) => self.child_mut(first.clone()).insert(rest),
+        }
+    }
+
+    /// The node at `path`, if any path goes through it.
+    fn node(&self, path: &[String]) -> Option<&FieldSet> {
+        path.iter()
+            .try_fold(self, |node, element| node.children.get(element))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn contains(&self, path: &[String]) -> bool {
+        self.node(path).is_some_and(|node| node.member)
+    }
+
+    /// Whether the set holds `path` or a path below it.
+    pub(crate) fn touches(&self, path: &[String]) -> bool {
+        self.node(path).is_some_and(|node| !node.is_empty())
+    }
+
+    /// Removes `path` and every path below it.
+    pub(crate) fn remove_subtree(&mut self, path: &[String]) {
+        let Some((last, parent)) = path.split_last() else {
+            *self = FieldSet::default();
+            return;
+        };
+        let mut node = self;
+        for element in parent {
+            match node.children.get_mut(element) {
+                Some(child) => node = child,
+                None => return,
+            }
+        }
+        node.children.remove(last);
+    }
+
+    /// Every member path, parents before children.
+    pub(crate) fn paths(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        self.collect(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn collect(&self, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        if self.member {
+            out.push(prefix.clone());
+        }
+        for (element, child) in &self.children {
+            prefix.push(element.clone());
+            child.collect(prefix, out);
+            prefix.pop();
+        }
+    }
+
+    /// Whether the member at `path` has members below it (a list item or map entry with fields).
+    pub(crate) fn has_children(&self, path: &[String]) -> bool {
+        self.node(path)
+            .is_some_and(|node| !node.children.is_empty())
+    }
+
+    pub(crate) fn union(&mut self, other: &FieldSet) {
+        self.member |= other.member;
+        for (element, child) in &other.children {
+            self.child_mut(element.clone()).union(child);
+        }
+    }
+
+    pub(crate) fn difference(&self, other: &FieldSet) -> FieldSet {
+        let mut out = FieldSet {
+            member: self.member && !other.member,
+            children: BTreeMap::new(),
+        };
+        for (element, child) in &self.children {
+            let rest = match other.children.get(element) {
+                Some(other_child) => child.difference(other_child),
+                None => child.clone(),
+            };
+            if !rest.is_empty() {
+                out.children.insert(element.clone(), rest);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn intersection(&self, other: &FieldSet) -> FieldSet {
+        let mut out = FieldSet {
+            member: self.member && other.member,
+            children: BTreeMap::new(),
+        };
+        for (element, child) in &self.children {
+            if let Some(other_child) = other.children.get(element) {
+                let both = child.intersection(other_child);
+                if !both.is_empty() {
+                    out.children.insert(element.clone(), both);
+                }
+            }
+        }
+        out
+    }
+
+    /// Parses `fieldsV1`.
+    pub(crate) fn from_fields_v1(value: &Value) -> Result<FieldSet, String> {
+        let Value::Object(map) = value else {
+            return Err("fieldsV1 must be an object".to_owned());
+        };
+        let mut set = FieldSet::default();
+        for (element, child) in map {
+            if element == "." {
+                set.member = true;
+                continue;
+            }
+            if !["f:", "k:", "v:", "i:"]
+                .iter()
+                .any(|prefix| element.starts_with(prefix))
+            {
+                return Err(format!("unexpected path element {element:?} in fieldsV1"));
+            }
+            let mut child = FieldSet::from_fields_v1(child)?;
+            if child.children.is_empty() {
+                child.member = true;
+            }
+            set.children.insert(element.clone(), child);
+        }
+        Ok(set)
+    }
+
+    /// Renders `fieldsV1`.
+    pub(crate) fn to_fields_v1(&self) -> Value {
+        let mut map = Map::new();
+        if self.member && !self.children.is_empty() {
+            map.insert(".".to_owned(), Value::Object(Map::new()));
+        }
+        for (element, child) in &self.children {
+            if !child.is_empty() {
+                map.insert(element.clone(), child.to_fields_v1());
+            }
+        }
+        Value::Object(map)
+    }
+}
+
+/// `.spec.containers[name="app"].image`, as kube-apiserver prints paths in conflicts.
+pub(crate) fn display_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for element in path {
+        if let Some(field) = element.strip_prefix("f:") {
+            out.push('.');
+            out.push_str(field);
+        } else if let Some(key) = element.strip_prefix("k:") {
+            let fields: Vec<String> = match serde_json::from_str::<Map<String, Value>>(key) {
+                Ok(fields) => fields.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                Err(_) => vec![key.to_owned()],
+            };
+            out.push_str(&format!("[{}]", fields.join(",")));
+        } else if let Some(value) = element.strip_prefix("v:") {
+            out.push_str(&format!("[={value}]"));
+        } else if let Some(index) = element.strip_prefix("i:") {
+            out.push_str(&format!("[{index}]"));
+        }
+    }
+    out
+}
+
+fn field(name: &str) -> String {
+    format!("f:{name}")
+}
+
+/// Canonical JSON (sorted object keys) for `k:` and `v:` elements.
+fn canonical(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("{}:{}", Value::String((*k).clone()), canonical(v)))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Value::Array(list) => format!(
+            "[{}]",
+            list.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The `k:` element of a list-map item: its key fields (defaulted where the item omits them).
+pub(crate) fn key_element(item: &Value, keys: &[(&str, Option<&str>)]) -> Option<String> {
+    let Value::Object(item) = item else {
+        return None;
+    };
+    let mut fields = Map::new();
+    for (key, default) in keys {
+        match (item.get(*key), default) {
+            (Some(value), _) if !value.is_null() => {
+                fields.insert((*key).to_owned(), value.clone());
+            }
+            (_, Some(default)) => {
+                fields.insert((*key).to_owned(), Value::String((*default).to_owned()));
+            }
+            _ => {}
+        }
+    }
+    (!fields.is_empty()).then(|| format!("k:{}", canonical(&Value::Object(fields))))
+}
+
+fn value_element(item: &Value) -> String {
+    format!("v:{}", canonical(item))
+}
+
+/// The child type of a list's elements, with no field metadata of its own.
+fn item_child(child: Child) -> Child {
+    Child {
+        ty: child.ty,
+        meta: FieldMeta::UNKNOWN,
+        declared: true,
+    }
+}
+
+/// Every field path `value` sets, by structured-merge-diff's rules: scalars, atomic values, list
+/// items, map entries, empty maps and nulls are members; struct fields with content are not.
+pub(crate) fn to_set(value: &Value, ty: Ty) -> FieldSet {
+    let mut set = FieldSet::default();
+    if let Value::Object(map) = value {
+        walk_map(map, ty, &mut set);
+    }
+    set
+}
+
+fn walk_map(map: &Map<String, Value>, ty: Ty, set: &mut FieldSet) {
+    for (key, value) in map {
+        let child = ty.child(key);
+        let node = set.child_mut(field(key));
+        walk_value(value, child, node);
+        let empty_map = value.as_object().is_some_and(Map::is_empty);
+        if value.is_null() || empty_map || !child.declared {
+            node.member = true;
+        }
+    }
+}
+
+fn walk_value(value: &Value, child: Child, node: &mut FieldSet) {
+    match value {
+        Value::Object(map) if !child.ty.atomic() => walk_map(map, child.ty, node),
+        Value::Array(items) => match child.meta.list_type {
+            ListType::Atomic => node.member = true,
+            ListType::Set => {
+                for item in items {
+                    node.child_mut(value_element(item)).member = true;
+                }
+            }
+            ListType::Map(keys) => {
+                for item in items {
+                    match key_element(item, keys) {
+                        Some(key) => {
+                            let item_node = node.child_mut(key);
+                            item_node.member = true;
+                            walk_value(item, item_child(child), item_node);
+                        }
+                        None => node.member = true,
+                    }
+                }
+            }
+        },
+        _ => node.member = true,
+    }
+}
+
+/// The value at a field path, with the metadata to find list items.
+pub(crate) fn value_at<'a>(value: &'a Value, path: &[String], ty: Ty) -> Option<&'a Value> {
+    let mut node = value;
+    let mut child = Child {
+        ty,
+        meta: FieldMeta::UNKNOWN,
+        declared: true,
+    };
+    for element in path {
+        if let Some(name) = element.strip_prefix("f:") {
+            node = node.as_object()?.get(name)?;
+            child = child.ty.child(name);
+        } else {
+            let list = node.as_array()?;
+            node = find_item(list, element, child)?;
+            child = item_child(child);
+        }
+    }
+    Some(node)
+}
+
+fn find_item<'a>(list: &'a [Value], element: &str, child: Child) -> Option<&'a Value> {
+    find_index(list, element, child).and_then(|at| list.get(at))
+}
+
+fn find_index(list: &[Value], element: &str, child: Child) -> Option<usize> {
+    if element.starts_with("k:") {
+        let ListType::Map(keys) = child.meta.list_type else {
+            return None;
+        };
+        list.iter()
+            .position(|item| key_element(item, keys).as_deref() == Some(element))
+    } else if element.starts_with("v:") {
+        list.iter().position(|item| value_element(item) == element)
+    } else {
+        element.strip_prefix("i:")?.parse().ok()
+    }
+}
+
+/// Removes the value at a field path; returns whether something was removed.
+pub(crate) fn remove_at(value: &mut Value, path: &[String], ty: Ty) -> bool {
+    let Some((last, parent)) = path.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    let mut child = Child {
+        ty,
+        meta: FieldMeta::UNKNOWN,
+        declared: true,
+    };
+    for element in parent {
+        if let Some(name) = element.strip_prefix("f:") {
+            let Some(next) = node.as_object_mut().and_then(|map| map.get_mut(name)) else {
+                return false;
+            };
+            node = next;
+            child = child.ty.child(name);
+        } else {
+            let Some(list) = node.as_array_mut() else {
+                return false;
+            };
+            let Some(at) = find_index(list, element, child) else {
+                return false;
+            };
+            node = &mut list[at];
+            child = item_child(child);
+        }
+    }
+    if let Some(name) = last.strip_prefix("f:") {
+        return node
+            .as_object_mut()
+            .and_then(|map| map.remove(name))
+            .is_some();
+    }
+    let Some(list) = node.as_array_mut() else {
+        return false;
+    };
+    match find_index(list, last, child) {
+        Some(at) if at < list.len() => {
+            list.remove(at);
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::meta;
+
+    fn deployment() -> Ty {
+        meta::root(capstan_api::find_kind("apps/v1", "Deployment").expect("registered"))
+    }
+
+    #[test]
+    fn fields_v1_round_trip_and_member_rules() {
+        let object = json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"spec": {"containers": [{
+                    "name": "app", "image": "app:1",
+                    "ports": [{"containerPort": 80}],
+                    "args": ["a", "b"]
+                }]}}
+            }
+        });
+        let set = to_set(&object, deployment());
+        let expected = json!({
+            "f:metadata": {"f:labels": {"f:app": {}}},
+            "f:spec": {
+                "f:replicas": {},
+                "f:selector": {},
+                "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {
+                    ".": {}, "f:name": {}, "f:image": {}, "f:args": {},
+                    "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}
+                }}}}
+            }
+        });
+        assert_eq!(set.to_fields_v1(), expected);
+        assert_eq!(FieldSet::from_fields_v1(&expected).expect("parses"), set);
+    }
+
+    #[test]
+    fn paths_display_like_kube_apiserver() {
+        let path = vec![
+            "f:spec".to_owned(),
+            "f:template".to_owned(),
+            "f:spec".to_owned(),
+            "f:containers".to_owned(),
+            "k:{\"name\":\"app\"}".to_owned(),
+            "f:image".to_owned(),
+        ];
+        assert_eq!(
+            display_path(&path),
+            ".spec.template.spec.containers[name=\"app\"].image"
+        );
+        assert_eq!(
+            display_path(&[
+                "f:metadata".to_owned(),
+                "f:finalizers".to_owned(),
+                "v:\"a\"".to_owned()
+            ]),
+            ".metadata.finalizers[=\"a\"]"
+        );
+    }
+
+    #[test]
+    fn set_algebra() {
+        let a = FieldSet::from_fields_v1(&json!({"f:a": {}, "f:b": {"f:c": {}, "f:d": {}}}))
+            .expect("parses");
+        let b = FieldSet::from_fields_v1(&json!({"f:b": {"f:c": {}}, "f:e": {}})).expect("parses");
+        assert_eq!(
+            a.difference(&b).to_fields_v1(),
+            json!({"f:a": {}, "f:b": {"f:d": {}}})
+        );
+        assert_eq!(
+            a.intersection(&b).to_fields_v1(),
+            json!({"f:b": {"f:c": {}}})
+        );
+        let mut u = a.clone();
+        u.union(&b);
+        assert_eq!(
+            u.to_fields_v1(),
+            json!({"f:a": {}, "f:b": {"f:c": {}, "f:d": {}}, "f:e": {}})
+        );
+        assert!(a.touches(&["f:b".to_owned()]));
+        assert!(!a.contains(&["f:b".to_owned()]));
+    }
+}
