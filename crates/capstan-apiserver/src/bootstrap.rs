@@ -36,9 +36,19 @@ pub(crate) async fn run(state: Arc<ApiState>) {
     tracing::info!("API server ready");
 }
 
-async fn create_if_absent(state: &Arc<ApiState>, group: &str, plural: &str, ns: Option<&str>, object: Value) -> Result<(), String> {
-    let resource = capstan_api::find(group, "v1", plural).ok_or_else(|| format!("{plural} not registered"))?;
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+async fn create_if_absent(
+    state: &Arc<ApiState>,
+    group: &str,
+    plural: &str,
+    ns: Option<&str>,
+    object: Value,
+) -> Result<(), String> {
+    let resource =
+        capstan_api::find(group, "v1", plural).ok_or_else(|| format!("{plural} not registered"))?;
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     if stored(state, resource, ns, &name).await.is_ok() {
         return Ok(());
     }
@@ -53,7 +63,14 @@ async fn create_if_absent(state: &Arc<ApiState>, group: &str, plural: &str, ns: 
 
 async fn ensure(state: &Arc<ApiState>) -> Result<(), String> {
     for ns in NAMESPACES {
-        create_if_absent(state, "", "namespaces", None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        create_if_absent(
+            state,
+            "",
+            "namespaces",
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
     }
     let ip = state.services.first();
     let port = state.advertise.port();
@@ -84,13 +101,26 @@ async fn ensure(state: &Arc<ApiState>) -> Result<(), String> {
 }
 
 /// Creates the object, or rewrites it when its content differs (the server's address changed).
-async fn upsert(state: &Arc<ApiState>, group: &str, plural: &str, object: Value) -> Result<(), String> {
-    let resource = capstan_api::find(group, "v1", plural).ok_or_else(|| format!("{plural} not registered"))?;
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+async fn upsert(
+    state: &Arc<ApiState>,
+    group: &str,
+    plural: &str,
+    object: Value,
+) -> Result<(), String> {
+    let resource =
+        capstan_api::find(group, "v1", plural).ok_or_else(|| format!("{plural} not registered"))?;
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     match stored(state, resource, Some("default"), &name).await {
         Err(_) => create_if_absent(state, group, plural, Some("default"), object).await,
         Ok((mut current, revision)) => {
-            let field = if plural == "endpoints" { "subsets" } else { "endpoints" };
+            let field = if plural == "endpoints" {
+                "subsets"
+            } else {
+                "endpoints"
+            };
             if current[field] == object[field] {
                 return Ok(());
             }
@@ -99,7 +129,11 @@ async fn upsert(state: &Arc<ApiState>, group: &str, plural: &str, object: Value)
                 meta.remove("resourceVersion");
             }
             let bytes = Bytes::from(serde_json::to_vec(&current).map_err(|e| e.to_string())?);
-            match state.store.update(&resource.key(Some("default"), &name), bytes, revision).await {
+            match state
+                .store
+                .update(&resource.key(Some("default"), &name), bytes, revision)
+                .await
+            {
                 Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
                 Err(e) => Err(e.to_string()),
             }

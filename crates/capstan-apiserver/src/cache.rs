@@ -41,14 +41,28 @@ impl CachedObject {
     /// Builds the cached form of a stored object.
     pub fn from_store(resource: &ResourceInfo, kv: &KeyValue) -> Option<Self> {
         let value = object_with_revision(&kv.value, kv.mod_revision)?;
-        Some(Self::from_value(resource, kv.key.clone(), kv.mod_revision, &value))
+        Some(Self::from_value(
+            resource,
+            kv.key.clone(),
+            kv.mod_revision,
+            &value,
+        ))
     }
 
-    pub fn from_value(resource: &ResourceInfo, key: String, revision: Revision, value: &Value) -> Self {
+    pub fn from_value(
+        resource: &ResourceInfo,
+        key: String,
+        revision: Revision,
+        value: &Value,
+    ) -> Self {
         let meta = &value["metadata"];
         let labels = meta["labels"]
             .as_object()
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
             .unwrap_or_default();
         Self {
             key,
@@ -62,7 +76,10 @@ impl CachedObject {
     }
 
     pub fn field(&self, name: &str) -> Option<String> {
-        self.fields.iter().find(|(f, _)| *f == name).map(|(_, v)| v.clone())
+        self.fields
+            .iter()
+            .find(|(f, _)| *f == name)
+            .map(|(_, v)| v.clone())
     }
 
     pub fn value(&self) -> Value {
@@ -74,7 +91,10 @@ impl CachedObject {
 pub fn object_with_revision(bytes: &[u8], revision: Revision) -> Option<Value> {
     let mut value: Value = serde_json::from_slice(bytes).ok()?;
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
     }
     Some(value)
 }
@@ -83,21 +103,40 @@ pub fn object_with_revision(bytes: &[u8], revision: Revision) -> Option<Value> {
 pub fn supported_fields(resource: &ResourceInfo) -> &'static [&'static str] {
     match (resource.group, resource.plural) {
         ("", "pods") => &[
-            "metadata.name", "metadata.namespace", "spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
-            "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName",
+            "metadata.name",
+            "metadata.namespace",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
         ],
         ("", "events") => &[
-            "metadata.name", "metadata.namespace", "involvedObject.kind", "involvedObject.namespace",
-            "involvedObject.name", "involvedObject.uid", "involvedObject.apiVersion",
-            "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent",
-            "source", "type",
+            "metadata.name",
+            "metadata.namespace",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
         ],
         ("", "secrets") => &["metadata.name", "metadata.namespace", "type"],
         ("", "nodes") => &["metadata.name", "spec.unschedulable"],
         ("", "namespaces") => &["metadata.name", "status.phase"],
         ("apps", "replicasets") => &["metadata.name", "metadata.namespace", "status.replicas"],
         ("batch", "jobs") => &["metadata.name", "metadata.namespace", "status.successful"],
-        ("certificates.k8s.io", "certificatesigningrequests") => &["metadata.name", "spec.signerName"],
+        ("certificates.k8s.io", "certificatesigningrequests") => {
+            &["metadata.name", "spec.signerName"]
+        }
         _ => &["metadata.name", "metadata.namespace"],
     }
 }
@@ -115,7 +154,9 @@ fn selectable_fields(resource: &ResourceInfo, value: &Value) -> Vec<(&'static st
                 Value::String(s) => s.clone(),
                 Value::Bool(b) => b.to_string(),
                 Value::Number(n) => n.to_string(),
-                _ if *field == "spec.unschedulable" || *field == "spec.hostNetwork" => "false".into(),
+                _ if *field == "spec.unschedulable" || *field == "spec.hostNetwork" => {
+                    "false".into()
+                }
                 _ => String::new(),
             };
             (*field, text)
@@ -163,7 +204,10 @@ struct ResourceCache {
 #[derive(Debug)]
 pub enum WatchStartError {
     /// The resourceVersion is older than the cache's history.
-    TooOld { requested: Revision, oldest: Revision },
+    TooOld {
+        requested: Revision,
+        oldest: Revision,
+    },
 }
 
 /// What a new watcher gets: events to send first, then the live channel.
@@ -200,7 +244,10 @@ impl WatchCache {
                 )
             })
             .collect();
-        Arc::new(Self { caches, revision: watch::channel(0).0 })
+        Arc::new(Self {
+            caches,
+            revision: watch::channel(0).0,
+        })
     }
 
     /// The store revision the cache has caught up to.
@@ -211,12 +258,19 @@ impl WatchCache {
     /// Waits until the cache has seen `revision`; false on timeout.
     pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> bool {
         let mut rx = self.revision.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Keeps the cache in step with the store until cancelled: lists everything, then follows one watch,
     /// starting over (and closing every watcher) if the watch fails.
-    pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, ready: watch::Sender<bool>, shutdown: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        ready: watch::Sender<bool>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             let result = tokio::select! {
                 r = self.sync(&store, &ready) => r,
@@ -232,13 +286,24 @@ impl WatchCache {
         }
     }
 
-    async fn sync(&self, store: &Arc<dyn Store>, ready: &watch::Sender<bool>) -> Result<(), capstan_store::StoreError> {
+    async fn sync(
+        &self,
+        store: &Arc<dyn Store>,
+        ready: &watch::Sender<bool>,
+    ) -> Result<(), capstan_store::StoreError> {
         // Full relist at one revision.
         let mut token = None;
         let mut items = Vec::new();
         let revision = loop {
             let page = store
-                .list("/registry/", ListOptions { limit: Some(5000), continue_token: token, revision: None })
+                .list(
+                    "/registry/",
+                    ListOptions {
+                        limit: Some(5000),
+                        continue_token: token,
+                        revision: None,
+                    },
+                )
                 .await?;
             items.extend(page.items);
             token = page.continue_token;
@@ -251,7 +316,10 @@ impl WatchCache {
             if let Some((plural, cache)) = self.cache_for_key(&kv.key) {
                 let resource = read(cache).resource;
                 if let Some(object) = CachedObject::from_store(resource, kv) {
-                    fresh.entry(plural).or_default().insert(kv.key.clone(), Arc::new(object));
+                    fresh
+                        .entry(plural)
+                        .or_default()
+                        .insert(kv.key.clone(), Arc::new(object));
                 }
             }
         }
@@ -297,15 +365,32 @@ impl WatchCache {
                 };
                 let object = Arc::new(object);
                 cache.objects.insert(event.kv.key.clone(), object.clone());
-                let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
+                let kind = if prev.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
                 CacheEvent { kind, object, prev }
             }
             EventKind::Deleted => {
                 cache.objects.remove(&event.kv.key);
-                let Some(last) = event.prev.as_ref() else { return };
-                let Some(value) = object_with_revision(&last.value, revision) else { return };
-                let object = Arc::new(CachedObject::from_value(resource, event.kv.key.clone(), revision, &value));
-                CacheEvent { kind: EventType::Deleted, object, prev }
+                let Some(last) = event.prev.as_ref() else {
+                    return;
+                };
+                let Some(value) = object_with_revision(&last.value, revision) else {
+                    return;
+                };
+                let object = Arc::new(CachedObject::from_value(
+                    resource,
+                    event.kv.key.clone(),
+                    revision,
+                    &value,
+                ));
+                CacheEvent {
+                    kind: EventType::Deleted,
+                    object,
+                    prev,
+                }
             }
         };
         let cache_event = Arc::new(cache_event);
@@ -328,7 +413,9 @@ impl WatchCache {
         mut keep: impl FnMut(&CachedObject) -> bool,
         limit: Option<usize>,
     ) -> (Vec<Arc<CachedObject>>, Revision, bool) {
-        let Some(cache) = self.caches.get(resource.plural) else { return (Vec::new(), self.revision(), false) };
+        let Some(cache) = self.caches.get(resource.plural) else {
+            return (Vec::new(), self.revision(), false);
+        };
         let cache = read(cache);
         let revision = self.revision();
         let prefix = match namespace {
@@ -359,9 +446,17 @@ impl WatchCache {
 
     /// Starts a watch of `resource`. `from: None` sends the current objects as ADDED first
     /// ("get state and start at most recent"); `from: Some(rv)` resumes after `rv`.
-    pub fn watch(&self, resource: &ResourceInfo, from: Option<Revision>) -> Result<WatchStart, WatchStartError> {
+    pub fn watch(
+        &self,
+        resource: &ResourceInfo,
+        from: Option<Revision>,
+    ) -> Result<WatchStart, WatchStartError> {
         let Some(cache) = self.caches.get(resource.plural) else {
-            return Ok(WatchStart { initial: Vec::new(), live: broadcast::channel(1).1, revision: self.revision() });
+            return Ok(WatchStart {
+                initial: Vec::new(),
+                live: broadcast::channel(1).1,
+                revision: self.revision(),
+            });
         };
         // Holding the read lock keeps the writer from adding an event between the snapshot and the
         // subscription: nothing is missed or sent twice.
@@ -372,28 +467,51 @@ impl WatchCache {
             None => cache
                 .objects
                 .values()
-                .map(|o| Arc::new(CacheEvent { kind: EventType::Added, object: o.clone(), prev: None }))
+                .map(|o| {
+                    Arc::new(CacheEvent {
+                        kind: EventType::Added,
+                        object: o.clone(),
+                        prev: None,
+                    })
+                })
                 .collect(),
             Some(rv) => {
                 if rv < cache.history_floor {
-                    return Err(WatchStartError::TooOld { requested: rv, oldest: cache.history_floor });
+                    return Err(WatchStartError::TooOld {
+                        requested: rv,
+                        oldest: cache.history_floor,
+                    });
                 }
-                cache.history.iter().filter(|e| e.object.revision > rv).cloned().collect()
+                cache
+                    .history
+                    .iter()
+                    .filter(|e| e.object.revision > rv)
+                    .cloned()
+                    .collect()
             }
         };
-        Ok(WatchStart { initial, live, revision })
+        Ok(WatchStart {
+            initial,
+            live,
+            revision,
+        })
     }
 
     /// Number of objects of `resource`.
     pub fn count(&self, resource: &ResourceInfo) -> usize {
-        self.caches.get(resource.plural).map(|c| read(c).objects.len()).unwrap_or(0)
+        self.caches
+            .get(resource.plural)
+            .map(|c| read(c).objects.len())
+            .unwrap_or(0)
     }
 }
 
 fn read(lock: &RwLock<ResourceCache>) -> std::sync::RwLockReadGuard<'_, ResourceCache> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write(lock: &RwLock<ResourceCache>) -> std::sync::RwLockWriteGuard<'_, ResourceCache> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

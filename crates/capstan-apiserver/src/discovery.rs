@@ -16,16 +16,23 @@ pub(crate) fn wants_aggregated(headers: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|m| m.contains("as=APIGroupDiscoveryList") && m.contains("v=v2") && m.contains("g=apidiscovery.k8s.io"))
+        .any(|m| {
+            m.contains("as=APIGroupDiscoveryList")
+                && m.contains("v=v2")
+                && m.contains("g=apidiscovery.k8s.io")
+        })
 }
 
 fn aggregated(items: Vec<Value>) -> Reply {
-    let mut reply = Reply::json(200, &json!({
-        "kind": "APIGroupDiscoveryList",
-        "apiVersion": "apidiscovery.k8s.io/v2",
-        "metadata": {},
-        "items": items,
-    }));
+    let mut reply = Reply::json(
+        200,
+        &json!({
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {},
+            "items": items,
+        }),
+    );
     reply.content_type = AGGREGATED.into();
     reply
 }
@@ -77,11 +84,14 @@ pub(crate) fn core_versions(headers: &HeaderMap, server_address: &str) -> Reply 
     if wants_aggregated(headers) {
         return aggregated(vec![group_item("", "v1")]);
     }
-    Reply::json(200, &json!({
-        "kind": "APIVersions",
-        "versions": ["v1"],
-        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
-    }))
+    Reply::json(
+        200,
+        &json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+        }),
+    )
 }
 
 fn api_group(group: &str, version: &str) -> Value {
@@ -91,20 +101,28 @@ fn api_group(group: &str, version: &str) -> Value {
 
 /// `GET /apis`.
 pub(crate) fn groups_list(headers: &HeaderMap) -> Reply {
-    let named: Vec<(&str, &str)> = groups().into_iter().filter(|(g, _)| !g.is_empty()).collect();
+    let named: Vec<(&str, &str)> = groups()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .collect();
     if wants_aggregated(headers) {
         return aggregated(named.iter().map(|(g, v)| group_item(g, v)).collect());
     }
-    Reply::json(200, &json!({
-        "kind": "APIGroupList",
-        "apiVersion": "v1",
-        "groups": named.iter().map(|(g, v)| api_group(g, v)).collect::<Vec<_>>(),
-    }))
+    Reply::json(
+        200,
+        &json!({
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": named.iter().map(|(g, v)| api_group(g, v)).collect::<Vec<_>>(),
+        }),
+    )
 }
 
 /// `GET /apis/<group>`.
 pub(crate) fn group(name: &str) -> Option<Reply> {
-    let (group, version) = groups().into_iter().find(|(g, _)| *g == name && !g.is_empty())?;
+    let (group, version) = groups()
+        .into_iter()
+        .find(|(g, _)| *g == name && !g.is_empty())?;
     let mut body = api_group(group, version);
     body["kind"] = json!("APIGroup");
     body["apiVersion"] = json!("v1");
@@ -113,7 +131,10 @@ pub(crate) fn group(name: &str) -> Option<Reply> {
 
 /// `GET /api/v1` or `GET /apis/<group>/<version>`.
 pub(crate) fn resource_list(group: &str, version: &str) -> Option<Reply> {
-    let matching: Vec<&ResourceInfo> = resources().iter().filter(|r| r.group == group && r.version == version).collect();
+    let matching: Vec<&ResourceInfo> = resources()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if matching.is_empty() {
         return None;
     }
@@ -148,11 +169,18 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Reply> {
             list.push(sub);
         }
     }
-    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    Some(Reply::json(200, &json!({
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": group_version,
-        "resources": list,
-    })))
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(Reply::json(
+        200,
+        &json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": list,
+        }),
+    ))
 }

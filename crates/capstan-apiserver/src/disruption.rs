@@ -8,12 +8,12 @@ use bytes::Bytes;
 use capstan_store::StoreError;
 use serde_json::{Value, json};
 
+use crate::ApiState;
 use crate::cache::CachedObject;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{metadata_mut, now_rfc3339};
 use crate::rest::stored;
 use crate::selectors::LabelSelector;
-use crate::ApiState;
 
 /// How long an eviction counts as pending against a budget.
 const DISRUPTION_WINDOW_SECONDS: i64 = 120;
@@ -29,9 +29,18 @@ pub(crate) fn selector_string(selector: &Value) -> Option<String> {
             terms.push(format!("{k}={}", v.as_str().unwrap_or_default()));
         }
     }
-    for expr in selector["matchExpressions"].as_array().into_iter().flatten() {
+    for expr in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let key = expr["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = expr["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> = expr["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         match expr["operator"].as_str() {
             Some("In") => terms.push(format!("{key} in ({})", values.join(","))),
             Some("NotIn") => terms.push(format!("{key} notin ({})", values.join(","))),
@@ -65,52 +74,88 @@ fn scaled(value: &Value, total: i64) -> Option<i64> {
 
 fn seconds_since(rfc3339: &str) -> i64 {
     let now = jiff::Timestamp::now().as_second();
-    rfc3339.parse::<jiff::Timestamp>().map(|t| now - t.as_second()).unwrap_or(i64::MAX)
+    rfc3339
+        .parse::<jiff::Timestamp>()
+        .map(|t| now - t.as_second())
+        .unwrap_or(i64::MAX)
 }
 
 /// Fails with 429 TooManyRequests when evicting `pod` now would break a budget.
-pub(crate) async fn check_budgets(state: &std::sync::Arc<ApiState>, namespace: &str, pod: &Value) -> ApiResult<()> {
-    let (Some(pdbs), Some(pods)) = (capstan_api::find("policy", "v1", "poddisruptionbudgets"), capstan_api::find("", "v1", "pods"))
-    else {
+pub(crate) async fn check_budgets(
+    state: &std::sync::Arc<ApiState>,
+    namespace: &str,
+    pod: &Value,
+) -> ApiResult<()> {
+    let (Some(pdbs), Some(pods)) = (
+        capstan_api::find("policy", "v1", "poddisruptionbudgets"),
+        capstan_api::find("", "v1", "pods"),
+    ) else {
         return Ok(());
     };
     let labels: std::collections::BTreeMap<String, String> = pod["metadata"]["labels"]
         .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
         .unwrap_or_default();
     let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
     if !is_ready(pod) {
         // An unhealthy pod never counts towards a budget; evicting it cannot make things worse.
         return Ok(());
     }
-    let (budgets, _, _) = state.cache.list(pdbs, Some(namespace), None, |_| true, None);
+    let (budgets, _, _) = state
+        .cache
+        .list(pdbs, Some(namespace), None, |_| true, None);
     for budget in budgets {
         let budget_name = budget.name.clone();
         let value = budget.value();
-        let Some(selector) = selector_string(&value["spec"]["selector"]).and_then(|s| LabelSelector::parse(&s).ok()) else {
+        let Some(selector) =
+            selector_string(&value["spec"]["selector"]).and_then(|s| LabelSelector::parse(&s).ok())
+        else {
             continue;
         };
         if selector.is_empty() || !selector.matches(&labels) {
             continue;
         }
         for _ in 0..8 {
-            let (mut current, revision) = stored(state, pdbs, Some(namespace), &budget_name).await?;
+            let (mut current, revision) =
+                stored(state, pdbs, Some(namespace), &budget_name).await?;
             let disrupted: Vec<String> = current["status"]["disruptedPods"]
                 .as_object()
                 .map(|m| {
                     m.iter()
-                        .filter(|(_, t)| seconds_since(t.as_str().unwrap_or_default()) < DISRUPTION_WINDOW_SECONDS)
+                        .filter(|(_, t)| {
+                            seconds_since(t.as_str().unwrap_or_default())
+                                < DISRUPTION_WINDOW_SECONDS
+                        })
                         .map(|(k, _)| k.clone())
                         .collect()
                 })
                 .unwrap_or_default();
-            let (matching, _, _) = state.cache.list(pods, Some(namespace), None, |o: &CachedObject| selector.matches(&o.labels), None);
+            let (matching, _, _) = state.cache.list(
+                pods,
+                Some(namespace),
+                None,
+                |o: &CachedObject| selector.matches(&o.labels),
+                None,
+            );
             let expected = matching.len() as i64;
             let healthy = matching
                 .iter()
                 .map(|o| o.value())
-                .filter(|p| is_ready(p) && p["metadata"].get("deletionTimestamp").is_none_or(Value::is_null))
-                .filter(|p| !disrupted.iter().any(|d| Some(d.as_str()) == p["metadata"]["name"].as_str()))
+                .filter(|p| {
+                    is_ready(p)
+                        && p["metadata"]
+                            .get("deletionTimestamp")
+                            .is_none_or(Value::is_null)
+                })
+                .filter(|p| {
+                    !disrupted
+                        .iter()
+                        .any(|d| Some(d.as_str()) == p["metadata"]["name"].as_str())
+                })
                 .count() as i64;
             let spec = &current["spec"];
             let desired = if !spec["minAvailable"].is_null() {
@@ -127,7 +172,11 @@ pub(crate) async fn check_budgets(state: &std::sync::Arc<ApiState>, namespace: &
                         "reason": "DisruptionBudget",
                         "message": format!("The disruption budget {budget_name} needs {desired} healthy pods and has {healthy} currently"),
                     }]})),
-                    ..ApiError::new(429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.")
+                    ..ApiError::new(
+                        429,
+                        "TooManyRequests",
+                        "Cannot evict pod as it would violate the pod's disruption budget.",
+                    )
                 });
             }
             let mut map = serde_json::Map::new();
@@ -143,8 +192,14 @@ pub(crate) async fn check_budgets(state: &std::sync::Arc<ApiState>, namespace: &
             current["status"]["desiredHealthy"] = json!(desired);
             current["status"]["expectedPods"] = json!(expected);
             metadata_mut(&mut current).remove("resourceVersion");
-            let bytes = Bytes::from(serde_json::to_vec(&current).map_err(|e| ApiError::internal(e.to_string()))?);
-            match state.store.update(&pdbs.key(Some(namespace), &budget_name), bytes, revision).await {
+            let bytes = Bytes::from(
+                serde_json::to_vec(&current).map_err(|e| ApiError::internal(e.to_string()))?,
+            );
+            match state
+                .store
+                .update(&pdbs.key(Some(namespace), &budget_name), bytes, revision)
+                .await
+            {
                 Ok(_) => break,
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(e, pdbs, &budget_name)),
@@ -161,7 +216,10 @@ mod tests {
     #[test]
     fn selectors_render_as_strings() {
         let s = json!({"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]});
-        assert_eq!(selector_string(&s).as_deref(), Some("app=web,tier in (a,b)"));
+        assert_eq!(
+            selector_string(&s).as_deref(),
+            Some("app=web,tier in (a,b)")
+        );
     }
 
     #[test]

@@ -33,27 +33,44 @@ fn details(resource: &ResourceInfo, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn not_found(resource: &ResourceInfo, name: &str) -> Self {
         Self {
             details: Some(details(resource, name)),
-            ..Self::new(404, "NotFound", format!("{} \"{name}\" not found", resource.qualified_plural()))
+            ..Self::new(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", resource.qualified_plural()),
+            )
         }
     }
 
     pub fn namespace_not_found(namespace: &str) -> Self {
         Self {
             details: Some(json!({"name": namespace, "kind": "namespaces"})),
-            ..Self::new(404, "NotFound", format!("namespaces \"{namespace}\" not found"))
+            ..Self::new(
+                404,
+                "NotFound",
+                format!("namespaces \"{namespace}\" not found"),
+            )
         }
     }
 
     pub fn already_exists(resource: &ResourceInfo, name: &str) -> Self {
         Self {
             details: Some(details(resource, name)),
-            ..Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", resource.qualified_plural()))
+            ..Self::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", resource.qualified_plural()),
+            )
         }
     }
 
@@ -63,7 +80,10 @@ impl ApiError {
             ..Self::new(
                 409,
                 "Conflict",
-                format!("Operation cannot be fulfilled on {} \"{name}\": {why}", resource.qualified_plural()),
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                    resource.qualified_plural()
+                ),
             )
         }
     }
@@ -78,7 +98,11 @@ impl ApiError {
 
     pub fn invalid(resource: &ResourceInfo, name: &str, errors: &[FieldError]) -> Self {
         let list = errors.iter().map(ToString::to_string).collect::<Vec<_>>();
-        let summary = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
+        let summary = if list.len() == 1 {
+            list[0].clone()
+        } else {
+            format!("[{}]", list.join(", "))
+        };
         let causes: Vec<Value> = errors
             .iter()
             .map(|e| json!({"reason": e.kind.reason(), "message": e.message(), "field": e.field}))
@@ -89,7 +113,11 @@ impl ApiError {
         }
         Self {
             details: Some(d),
-            ..Self::new(422, "Invalid", format!("{} \"{name}\" is invalid: {summary}", resource.kind))
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("{} \"{name}\" is invalid: {summary}", resource.kind),
+            )
         }
     }
 
@@ -114,19 +142,40 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     pub fn path_not_found() -> Self {
-        Self { details: Some(json!({})), ..Self::new(404, "NotFound", "the server could not find the requested resource") }
+        Self {
+            details: Some(json!({})),
+            ..Self::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
     }
 
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({content_type})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({content_type})"
+            ),
+        )
     }
 
     pub fn gone(message: impl Into<String>) -> Self {
@@ -134,7 +183,11 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     /// The `Status` object for this error.
@@ -160,11 +213,13 @@ impl ApiError {
             StoreError::AlreadyExists { .. } => Self::already_exists(resource, name),
             StoreError::NotFound { .. } => Self::not_found(resource, name),
             StoreError::Conflict { .. } => Self::modified(resource, name),
-            StoreError::Compacted { requested } => {
-                Self::gone(format!("The resourceVersion for the provided list is too old: {requested}"))
-            }
+            StoreError::Compacted { requested } => Self::gone(format!(
+                "The resourceVersion for the provided list is too old: {requested}"
+            )),
             StoreError::FutureRevision { requested } => Self::timeout_too_large(requested),
-            StoreError::InvalidContinue(why) => Self::bad_request(format!("invalid continue token: {why}")),
+            StoreError::InvalidContinue(why) => {
+                Self::bad_request(format!("invalid continue token: {why}"))
+            }
             other => Self::internal(other.to_string()),
         }
     }
@@ -175,7 +230,11 @@ impl ApiError {
                 "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
                 "retryAfterSeconds": 1
             })),
-            ..Self::new(504, "Timeout", format!("Too large resource version: {requested}"))
+            ..Self::new(
+                504,
+                "Timeout",
+                format!("Too large resource version: {requested}"),
+            )
         }
     }
 }
@@ -199,9 +258,18 @@ mod tests {
         let pods = capstan_api::find("", "v1", "pods").expect("pods");
         let errors = [FieldError::required("spec.containers[0].image", "")];
         let status = ApiError::invalid(pods, "x", &errors).status();
-        assert_eq!(status["message"], "Pod \"x\" is invalid: spec.containers[0].image: Required value");
+        assert_eq!(
+            status["message"],
+            "Pod \"x\" is invalid: spec.containers[0].image: Required value"
+        );
         assert_eq!(status["code"], 422);
-        assert_eq!(status["details"]["causes"][0]["reason"], "FieldValueRequired");
-        assert_eq!(status["details"]["causes"][0]["field"], "spec.containers[0].image");
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "FieldValueRequired"
+        );
+        assert_eq!(
+            status["details"]["causes"][0]["field"],
+            "spec.containers[0].image"
+        );
     }
 }

@@ -45,12 +45,18 @@ pub struct User {
 }
 
 impl User {
-    pub fn new(name: impl Into<String>, groups: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        groups: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
         let mut groups: Vec<String> = groups.into_iter().map(Into::into).collect();
         if !groups.iter().any(|g| g == "system:authenticated") {
             groups.push("system:authenticated".into());
         }
-        Self { name: name.into(), groups }
+        Self {
+            name: name.into(),
+            groups,
+        }
     }
 }
 
@@ -58,7 +64,15 @@ impl User {
 /// enforcement plugs in here.
 pub trait Authorizer: Send + Sync + std::fmt::Debug {
     /// May `user` do `verb` on `resource` (plural, with subresource after a slash) in `namespace`?
-    fn authorize(&self, user: &User, verb: &str, group: &str, resource: &str, namespace: Option<&str>, name: Option<&str>) -> bool;
+    fn authorize(
+        &self,
+        user: &User,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        namespace: Option<&str>,
+        name: Option<&str>,
+    ) -> bool;
 
     /// Answers a (Self)SubjectAccessReview spec.
     fn allows_review(&self, user: &User, spec: &Value) -> bool {
@@ -79,7 +93,15 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
 pub struct AllowAuthenticated;
 
 impl Authorizer for AllowAuthenticated {
-    fn authorize(&self, user: &User, _: &str, _: &str, _: &str, _: Option<&str>, _: Option<&str>) -> bool {
+    fn authorize(
+        &self,
+        user: &User,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+        _: Option<&str>,
+    ) -> bool {
         user.groups.iter().any(|g| g == "system:authenticated")
     }
 }
@@ -92,14 +114,21 @@ pub struct Tokens {
 
 impl Tokens {
     pub fn insert(&self, token: impl Into<String>, user: User) {
-        self.tokens.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(token.into(), user);
+        self.tokens
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(token.into(), user);
     }
 
     pub fn authenticate(&self, token: &str) -> Option<User> {
         if token.is_empty() {
             return None;
         }
-        self.tokens.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(token).cloned()
+        self.tokens
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(token)
+            .cloned()
     }
 }
 
@@ -147,9 +176,16 @@ pub struct ApiServer {
 impl ApiServer {
     /// Prepares the server (builds the OpenAPI documents); `run` starts serving.
     pub fn new(config: ApiServerConfig) -> Result<Self, ApiError> {
-        let openapi = capstan_openapi::OpenApiDocs::build(capstan_api::resources())
-            .map_err(|e| ApiError::internal(format!("openapi: {e}")))?;
-        let port = config.listener.local_addr().map(|a| a.port()).unwrap_or(6443);
+        let openapi = capstan_openapi::OpenApiDocs::build_with(
+            capstan_api::resources(),
+            &capstan_patch::openapi_field_extensions,
+        )
+        .map_err(|e| ApiError::internal(format!("openapi: {e}")))?;
+        let port = config
+            .listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(6443);
         let (cache_ready, ready) = tokio::sync::watch::channel(false);
         let state = Arc::new(ApiState {
             store: config.store,
@@ -164,7 +200,12 @@ impl ApiServer {
             ready,
             booted: std::sync::atomic::AtomicBool::new(false),
         });
-        Ok(Self { state, listener: config.listener, tls: config.tls, cache_ready })
+        Ok(Self {
+            state,
+            listener: config.listener,
+            tls: config.tls,
+            cache_ready,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0, 60.0];
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0, 60.0,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Labels {
@@ -55,8 +57,14 @@ impl Metrics {
             code,
         };
         let seconds = elapsed.as_secs_f64();
-        let mut series = self.series.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let s = series.entry(key).or_insert_with(|| Series { buckets: vec![0; BUCKETS.len()], ..Default::default() });
+        let mut series = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let s = series.entry(key).or_insert_with(|| Series {
+            buckets: vec![0; BUCKETS.len()],
+            ..Default::default()
+        });
         s.count += 1;
         s.sum += seconds;
         for (i, le) in BUCKETS.iter().enumerate() {
@@ -68,7 +76,10 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub(crate) fn render(&self) -> String {
-        let series = self.series.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let series = self
+            .series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = String::new();
         out.push_str("# HELP apiserver_request_total [STABLE] Counter of apiserver requests broken out for each verb, dry run value, group, version, resource, scope, component, and HTTP response code.\n");
         out.push_str("# TYPE apiserver_request_total counter\n");
@@ -81,11 +92,22 @@ impl Metrics {
         }
         out.push_str("# HELP apiserver_request_duration_seconds [STABLE] Response latency distribution in seconds for each verb, dry run value, group, version, resource, subresource, scope and component.\n");
         out.push_str("# TYPE apiserver_request_duration_seconds histogram\n");
-        let mut merged: BTreeMap<(String, String, String, String, String, &'static str), Series> = BTreeMap::new();
+        let mut merged: BTreeMap<(String, String, String, String, String, &'static str), Series> =
+            BTreeMap::new();
         for (l, s) in series.iter() {
             let m = merged
-                .entry((l.verb.clone(), l.group.clone(), l.version.clone(), l.resource.clone(), l.subresource.clone(), l.scope))
-                .or_insert_with(|| Series { buckets: vec![0; BUCKETS.len()], ..Default::default() });
+                .entry((
+                    l.verb.clone(),
+                    l.group.clone(),
+                    l.version.clone(),
+                    l.resource.clone(),
+                    l.subresource.clone(),
+                    l.scope,
+                ))
+                .or_insert_with(|| Series {
+                    buckets: vec![0; BUCKETS.len()],
+                    ..Default::default()
+                });
             m.count += s.count;
             m.sum += s.sum;
             for (i, b) in s.buckets.iter().enumerate() {
@@ -97,11 +119,27 @@ impl Metrics {
                 "component=\"apiserver\",group=\"{group}\",resource=\"{resource}\",scope=\"{scope}\",subresource=\"{subresource}\",verb=\"{verb}\",version=\"{version}\""
             );
             for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}", s.buckets[i]);
+                let _ = writeln!(
+                    out,
+                    "apiserver_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
+                    s.buckets[i]
+                );
             }
-            let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{{labels}}} {}", s.sum);
-            let _ = writeln!(out, "apiserver_request_duration_seconds_count{{{labels}}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "apiserver_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "apiserver_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
         }
         if let Some(rss) = resident_bytes() {
             out.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n");
@@ -125,7 +163,13 @@ mod tests {
     #[test]
     fn counts_and_buckets_are_rendered() {
         let m = Metrics::default();
-        let labels = RequestLabels { verb: "LIST".into(), resource: "pods".into(), version: "v1".into(), scope: "namespace", ..Default::default() };
+        let labels = RequestLabels {
+            verb: "LIST".into(),
+            resource: "pods".into(),
+            version: "v1".into(),
+            scope: "namespace",
+            ..Default::default()
+        };
         m.observe(labels.clone(), 200, Duration::from_millis(3));
         m.observe(labels, 200, Duration::from_millis(300));
         let text = m.render();

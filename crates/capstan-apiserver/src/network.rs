@@ -32,7 +32,10 @@ impl ServiceNetwork {
             return None;
         }
         let size = 1u32 << (32 - len);
-        Some(Self { base: u32::from(ip) & !(size - 1), size })
+        Some(Self {
+            base: u32::from(ip) & !(size - 1),
+            size,
+        })
     }
 
     /// The first usable address: the `kubernetes` Service's ClusterIP.
@@ -51,7 +54,11 @@ impl ServiceNetwork {
     }
 
     pub fn cidr(&self) -> String {
-        format!("{}/{}", Ipv4Addr::from(self.base), 32 - self.size.trailing_zeros())
+        format!(
+            "{}/{}",
+            Ipv4Addr::from(self.base),
+            32 - self.size.trailing_zeros()
+        )
     }
 }
 
@@ -81,7 +88,10 @@ pub(crate) async fn allocate_cluster_ip(
     if spec["type"] == "ExternalName" {
         return Ok(());
     }
-    let requested = spec["clusterIP"].as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    let requested = spec["clusterIP"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
     let ip = match requested.as_deref() {
         Some("None") => {
             service["spec"]["clusterIPs"] = serde_json::json!(["None"]);
@@ -89,9 +99,18 @@ pub(crate) async fn allocate_cluster_ip(
         }
         Some(text) => {
             let invalid = |detail: String| {
-                ApiError::invalid_service(owner, &[FieldError::invalid("spec.clusterIPs", Value::String(text.into()), detail)])
+                ApiError::invalid_service(
+                    owner,
+                    &[FieldError::invalid(
+                        "spec.clusterIPs",
+                        Value::String(text.into()),
+                        detail,
+                    )],
+                )
             };
-            let ip: Ipv4Addr = text.parse().map_err(|_| invalid("must be a valid IP address".into()))?;
+            let ip: Ipv4Addr = text
+                .parse()
+                .map_err(|_| invalid("must be a valid IP address".into()))?;
             if !network.contains(ip) {
                 return Err(invalid(format!(
                     "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}",
@@ -99,7 +118,9 @@ pub(crate) async fn allocate_cluster_ip(
                 )));
             }
             if !claim(store, format!("{IP_PREFIX}{ip}"), owner).await? {
-                return Err(invalid(format!("failed to allocate IP {ip}: provided IP is already allocated")));
+                return Err(invalid(format!(
+                    "failed to allocate IP {ip}: provided IP is already allocated"
+                )));
             }
             ip
         }
@@ -114,7 +135,9 @@ pub(crate) async fn allocate_cluster_ip(
                     break;
                 }
             }
-            found.ok_or_else(|| ApiError::internal("failed to allocate a service IP: range is full"))?
+            found.ok_or_else(|| {
+                ApiError::internal("failed to allocate a service IP: range is full")
+            })?
         }
     };
     service["spec"]["clusterIP"] = Value::String(ip.to_string());
@@ -123,28 +146,43 @@ pub(crate) async fn allocate_cluster_ip(
 }
 
 /// Allocates node ports for the ports of a NodePort/LoadBalancer Service that have none.
-pub(crate) async fn allocate_node_ports(store: &Arc<dyn Store>, service: &mut Value, owner: &str) -> ApiResult<()> {
-    if !matches!(service["spec"]["type"].as_str(), Some("NodePort" | "LoadBalancer")) {
+pub(crate) async fn allocate_node_ports(
+    store: &Arc<dyn Store>,
+    service: &mut Value,
+    owner: &str,
+) -> ApiResult<()> {
+    if !matches!(
+        service["spec"]["type"].as_str(),
+        Some("NodePort" | "LoadBalancer")
+    ) {
         return Ok(());
     }
-    let Some(ports) = service["spec"]["ports"].as_array_mut() else { return Ok(()) };
+    let Some(ports) = service["spec"]["ports"].as_array_mut() else {
+        return Ok(());
+    };
     for (i, port) in ports.iter_mut().enumerate() {
         if let Some(requested) = port["nodePort"].as_u64() {
             let fits = u16::try_from(requested).is_ok_and(|p| NODE_PORT_RANGE.contains(&p));
             let field = format!("spec.ports[{i}].nodePort");
             if !fits {
-                return Err(ApiError::invalid_service(owner, &[FieldError::invalid(
-                    field,
-                    requested,
-                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
-                )]));
+                return Err(ApiError::invalid_service(
+                    owner,
+                    &[FieldError::invalid(
+                        field,
+                        requested,
+                        "provided port is not in the valid range. The range of valid ports is 30000-32767",
+                    )],
+                ));
             }
             if !claim(store, format!("{PORT_PREFIX}{requested}"), owner).await? {
-                return Err(ApiError::invalid_service(owner, &[FieldError::invalid(
-                    field,
-                    requested,
-                    "provided port is already allocated",
-                )]));
+                return Err(ApiError::invalid_service(
+                    owner,
+                    &[FieldError::invalid(
+                        field,
+                        requested,
+                        "provided port is already allocated",
+                    )],
+                ));
             }
             continue;
         }
@@ -157,7 +195,8 @@ pub(crate) async fn allocate_node_ports(store: &Arc<dyn Store>, service: &mut Va
                 break;
             }
         }
-        let chosen = chosen.ok_or_else(|| ApiError::internal("failed to allocate a node port: range is full"))?;
+        let chosen = chosen
+            .ok_or_else(|| ApiError::internal("failed to allocate a node port: range is full"))?;
         port["nodePort"] = Value::from(chosen);
     }
     Ok(())
@@ -166,7 +205,12 @@ pub(crate) async fn allocate_node_ports(store: &Arc<dyn Store>, service: &mut Va
 /// Releases the ClusterIP and node ports a Service held.
 pub(crate) async fn release(store: &Arc<dyn Store>, service: &Value) {
     let mut keys = Vec::new();
-    for ip in service["spec"]["clusterIPs"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for ip in service["spec"]["clusterIPs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
         if ip != "None" {
             keys.push(format!("{IP_PREFIX}{ip}"));
         }

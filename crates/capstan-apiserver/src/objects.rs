@@ -13,20 +13,27 @@ pub struct AdmissionConfig {
 
 impl Default for AdmissionConfig {
     fn default() -> Self {
-        Self { not_ready_toleration_seconds: 300, unreachable_toleration_seconds: 300 }
+        Self {
+            not_ready_toleration_seconds: 300,
+            unreachable_toleration_seconds: 300,
+        }
     }
 }
 
 /// RFC 3339 time in whole seconds, as Kubernetes writes timestamps.
 pub(crate) fn now_rfc3339() -> String {
     let now = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(now.as_second()).map(|t| t.to_string()).unwrap_or_else(|_| now.to_string())
+    jiff::Timestamp::from_second(now.as_second())
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| now.to_string())
 }
 
 /// RFC 3339 time in whole seconds, `seconds` from now.
 pub(crate) fn rfc3339_after(seconds: i64) -> String {
     let now = jiff::Timestamp::now().as_second().saturating_add(seconds);
-    jiff::Timestamp::from_second(now).map(|t| t.to_string()).unwrap_or_else(|_| now_rfc3339())
+    jiff::Timestamp::from_second(now)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| now_rfc3339())
 }
 
 /// A random (version 4) UUID.
@@ -43,7 +50,14 @@ pub(crate) fn new_uid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Five characters for a `generateName` suffix, from Kubernetes' alphabet (no vowels, no look-alikes).
@@ -51,7 +65,9 @@ pub(crate) fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut b = [0u8; 5];
     let _ = getrandom::fill(&mut b);
-    b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect()
+    b.iter()
+        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// The object's `metadata` map, created (and the object made an object) if needed.
@@ -59,12 +75,18 @@ pub(crate) fn metadata_mut(object: &mut Value) -> &mut Map<String, Value> {
     if !object.is_object() {
         *object = Value::Object(Map::new());
     }
-    let Value::Object(root) = object else { unreachable!("made an object above") };
-    let meta = root.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(root) = object else {
+        unreachable!("made an object above")
+    };
+    let meta = root
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !meta.is_object() {
         *meta = Value::Object(Map::new());
     }
-    let Value::Object(meta) = meta else { unreachable!("made an object above") };
+    let Value::Object(meta) = meta else {
+        unreachable!("made an object above")
+    };
     meta
 }
 
@@ -98,10 +120,11 @@ pub(crate) fn prepare_create(resource: &ResourceInfo, object: &mut Value) {
     }
     // A new object's status is the server's to set, for resources that have a status subresource,
     // except for the few kinds whose clients create them with status (nodes, as kubelets do).
-    if has_status(resource) && !matches!(resource.plural, "nodes" | "certificatesigningrequests") {
-        if let Some(o) = object.as_object_mut() {
-            o.remove("status");
-        }
+    if has_status(resource)
+        && !matches!(resource.plural, "nodes" | "certificatesigningrequests")
+        && let Some(o) = object.as_object_mut()
+    {
+        o.remove("status");
     }
 }
 
@@ -111,7 +134,13 @@ pub(crate) fn prepare_update(resource: &ResourceInfo, new: &mut Value, old: &Val
     let old_meta = &old["metadata"];
     {
         let meta = metadata_mut(new);
-        for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match old_meta.get(field) {
                 Some(v) => meta.insert(field.into(), v.clone()),
                 None => meta.remove(field),
@@ -129,9 +158,42 @@ pub(crate) fn prepare_update(resource: &ResourceInfo, new: &mut Value, old: &Val
             }
         }
     }
+    if resource.plural == "services" && resource.group.is_empty() {
+        keep_service_allocations(new, old);
+    }
     if tracks_generation(resource) && new.get("spec") != old.get("spec") {
         let generation = old_meta["generation"].as_i64().unwrap_or(1);
         metadata_mut(new).insert("generation".into(), json!(generation + 1));
+    }
+}
+
+/// A Service update that omits its allocated ClusterIP or node ports keeps them (as `kubectl replace`
+/// of an edited manifest expects).
+fn keep_service_allocations(new: &mut Value, old: &Value) {
+    let old_spec = &old["spec"];
+    let spec = &mut new["spec"];
+    if !spec.is_object() {
+        return;
+    }
+    if spec["clusterIP"].as_str().unwrap_or_default().is_empty() && !old_spec["clusterIP"].is_null()
+    {
+        spec["clusterIP"] = old_spec["clusterIP"].clone();
+        spec["clusterIPs"] = old_spec["clusterIPs"].clone();
+    }
+    if spec["healthCheckNodePort"].is_null() && !old_spec["healthCheckNodePort"].is_null() {
+        spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"].clone();
+    }
+    let old_ports = old_spec["ports"].as_array().cloned().unwrap_or_default();
+    if let Some(ports) = spec["ports"].as_array_mut() {
+        for port in ports.iter_mut().filter(|p| p["nodePort"].is_null()) {
+            let protocol = port["protocol"].as_str().unwrap_or("TCP").to_owned();
+            if let Some(old_port) = old_ports.iter().find(|o| {
+                o["port"] == port["port"] && o["protocol"].as_str().unwrap_or("TCP") == protocol
+            }) && !old_port["nodePort"].is_null()
+            {
+                port["nodePort"] = old_port["nodePort"].clone();
+            }
+        }
     }
 }
 
@@ -140,10 +202,10 @@ pub(crate) fn prepare_update(resource: &ResourceInfo, new: &mut Value, old: &Val
 pub(crate) fn prepare_status_update(new: &Value, old: &Value) -> Value {
     let mut merged = old.clone();
     merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
-    if merged["status"].is_null() {
-        if let Some(o) = merged.as_object_mut() {
-            o.remove("status");
-        }
+    if merged["status"].is_null()
+        && let Some(o) = merged.as_object_mut()
+    {
+        o.remove("status");
     }
     if let Some(rv) = new["metadata"].get("resourceVersion") {
         metadata_mut(&mut merged).insert("resourceVersion".into(), rv.clone());
@@ -158,10 +220,18 @@ pub(crate) fn admit_pod(pod: &mut Value, config: &AdmissionConfig) {
     if !spec.is_object() {
         return;
     }
-    if spec["serviceAccountName"].as_str().unwrap_or_default().is_empty() {
+    if spec["serviceAccountName"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
         spec["serviceAccountName"] = json!("default");
     }
-    if spec["serviceAccount"].as_str().unwrap_or_default().is_empty() {
+    if spec["serviceAccount"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
         spec["serviceAccount"] = spec["serviceAccountName"].clone();
     }
     if spec.get("priority").is_none() {
@@ -169,8 +239,14 @@ pub(crate) fn admit_pod(pod: &mut Value, config: &AdmissionConfig) {
     }
     let mut tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
     for (key, seconds) in [
-        ("node.kubernetes.io/not-ready", config.not_ready_toleration_seconds),
-        ("node.kubernetes.io/unreachable", config.unreachable_toleration_seconds),
+        (
+            "node.kubernetes.io/not-ready",
+            config.not_ready_toleration_seconds,
+        ),
+        (
+            "node.kubernetes.io/unreachable",
+            config.unreachable_toleration_seconds,
+        ),
     ] {
         let tolerated = tolerations.iter().any(|t| {
             let effect = t["effect"].as_str().unwrap_or_default();

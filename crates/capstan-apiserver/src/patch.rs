@@ -38,11 +38,23 @@ fn patch_error(error: PatchError) -> ApiError {
 }
 
 /// Applies the request's patch body to `current`.
-pub(crate) fn apply(content_type: &str, current: &Value, body: &[u8], resource: &ResourceInfo, manager: &str, force: bool) -> ApiResult<Value> {
+pub(crate) fn apply(
+    content_type: &str,
+    current: &Value,
+    body: &[u8],
+    resource: &ResourceInfo,
+    manager: &str,
+    force: bool,
+) -> ApiResult<Value> {
     match content_type {
         JSON_PATCH => capstan_patch::json_patch(current, &parse(body, false)?).map_err(patch_error),
-        MERGE_PATCH => capstan_patch::merge_patch(current, &parse(body, false)?).map_err(patch_error),
-        STRATEGIC_PATCH => capstan_patch::strategic_merge_patch(current, &parse(body, false)?, resource).map_err(patch_error),
+        MERGE_PATCH => {
+            capstan_patch::merge_patch(current, &parse(body, false)?).map_err(patch_error)
+        }
+        STRATEGIC_PATCH => {
+            capstan_patch::strategic_merge_patch(current, &parse(body, false)?, resource)
+                .map_err(patch_error)
+        }
         APPLY_YAML => {
             let applied = parse(body, true)?;
             server_side_apply(Some(current), &applied, resource, manager, force)
@@ -51,9 +63,17 @@ pub(crate) fn apply(content_type: &str, current: &Value, body: &[u8], resource: 
     }
 }
 
-fn server_side_apply(live: Option<&Value>, applied: &Value, resource: &ResourceInfo, manager: &str, force: bool) -> ApiResult<Value> {
+fn server_side_apply(
+    live: Option<&Value>,
+    applied: &Value,
+    resource: &ResourceInfo,
+    manager: &str,
+    force: bool,
+) -> ApiResult<Value> {
     if manager.is_empty() || manager == "unknown" {
-        return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+        return Err(ApiError::bad_request(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        ));
     }
     capstan_patch::apply::apply(live, applied, manager, force, resource, &now_rfc3339())
         .map(|outcome| outcome.object)
@@ -70,7 +90,12 @@ fn server_side_apply(live: Option<&Value>, applied: &Value, resource: &ResourceI
 }
 
 /// The object a server-side apply creates when nothing exists yet.
-pub(crate) fn apply_create(req: &Request<'_>, resource: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+pub(crate) fn apply_create(
+    req: &Request<'_>,
+    resource: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> ApiResult<Value> {
     let applied = parse(&req.body, true)?;
     let given = applied["metadata"]["name"].as_str().unwrap_or_default();
     if given != name {
@@ -84,8 +109,14 @@ pub(crate) fn apply_create(req: &Request<'_>, resource: &ResourceInfo, ns: Optio
 }
 
 /// Records `manager`'s ordinary write in `metadata.managedFields`.
-pub(crate) fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, resource: &ResourceInfo) {
-    if let Err(e) = capstan_patch::apply::record_update(old, new, manager, resource, &now_rfc3339()) {
+pub(crate) fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    resource: &ResourceInfo,
+) {
+    if let Err(e) = capstan_patch::apply::record_update(old, new, manager, resource, &now_rfc3339())
+    {
         tracing::debug!(error = %e, "managed fields not recorded");
     }
 }

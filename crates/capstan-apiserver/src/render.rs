@@ -36,10 +36,21 @@ pub(crate) fn include_object(query: &Query) -> IncludeObject {
 }
 
 /// A single object, as JSON or as a one-row Table.
-pub(crate) fn object(resource: &ResourceInfo, object: &Value, headers: &HeaderMap, query: &Query) -> Reply {
+pub(crate) fn object(
+    resource: &ResourceInfo,
+    object: &Value,
+    headers: &HeaderMap,
+    query: &Query,
+) -> Reply {
     if wants_table(headers) {
         let rv = object["metadata"]["resourceVersion"].clone();
-        let table = capstan_printers::table(resource, std::slice::from_ref(object), json!({"resourceVersion": rv}), include_object(query), SystemTime::now());
+        let table = capstan_printers::table(
+            resource,
+            std::slice::from_ref(object),
+            json!({"resourceVersion": rv}),
+            include_object(query),
+            SystemTime::now(),
+        );
         let mut reply = Reply::json(200, &table);
         reply.content_type = TABLE_CONTENT_TYPE.into();
         return reply;
@@ -76,7 +87,13 @@ pub(crate) fn list(
     query: &Query,
 ) -> Reply {
     if wants_table(headers) {
-        let table = table_json(resource, items, Some(revision), continue_token, include_object(query));
+        let table = table_json(
+            resource,
+            items,
+            Some(revision),
+            continue_token,
+            include_object(query),
+        );
         let mut reply = Reply::json(200, &table);
         reply.content_type = TABLE_CONTENT_TYPE.into();
         return reply;
@@ -99,5 +116,10 @@ pub(crate) fn list(
         out.put_slice(&item.json);
     }
     out.put_slice(b"]}");
-    Reply { code: 200, body: Bytes::from(out), content_type: "application/json".into(), warnings: Vec::new() }
+    Reply {
+        code: 200,
+        body: Bytes::from(out),
+        content_type: "application/json".into(),
+        warnings: Vec::new(),
+    }
 }

@@ -26,7 +26,10 @@ pub enum Target {
     /// `/apis/<group>`.
     Group(String),
     /// `/api/v1` or `/apis/<group>/<version>`: the resource list.
-    Resources { group: String, version: String },
+    Resources {
+        group: String,
+        version: String,
+    },
     Resource(ResourcePath),
     /// Anything else (health, version, openapi, metrics, unknown).
     Other,
@@ -34,17 +37,28 @@ pub enum Target {
 
 /// Splits a URL path into its target.
 pub fn parse_path(path: &str) -> Target {
-    let parts: Vec<String> =
-        path.split('/').filter(|p| !p.is_empty()).map(|p| percent_decode(p)).collect();
+    let parts: Vec<String> = path
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(percent_decode)
+        .collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let (group, version, rest) = match parts.as_slice() {
         ["api"] => return Target::CoreVersions,
-        ["api", version] => return Target::Resources { group: String::new(), version: (*version).into() },
+        ["api", version] => {
+            return Target::Resources {
+                group: String::new(),
+                version: (*version).into(),
+            };
+        }
         ["api", version, rest @ ..] => ("", *version, rest),
         ["apis"] => return Target::Groups,
         ["apis", group] => return Target::Group((*group).into()),
         ["apis", group, version] => {
-            return Target::Resources { group: (*group).into(), version: (*version).into() };
+            return Target::Resources {
+                group: (*group).into(),
+                version: (*version).into(),
+            };
         }
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Target::Other,
@@ -87,12 +101,13 @@ pub fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -140,7 +155,10 @@ impl Query {
     }
 
     pub fn all(&self, key: &str) -> impl Iterator<Item = &str> {
-        self.all.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.all
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -164,15 +182,24 @@ mod tests {
         assert_eq!(r.name.as_deref(), Some("web"));
         assert_eq!(r.subresource.as_deref(), Some("status"));
         let r = resource("/apis/apps/v1/namespaces/kube-system/deployments");
-        assert_eq!((r.group.as_str(), r.resource.as_str(), r.name), ("apps", "deployments", None));
+        assert_eq!(
+            (r.group.as_str(), r.resource.as_str(), r.name),
+            ("apps", "deployments", None)
+        );
     }
 
     #[test]
     fn namespace_objects_and_their_subresources() {
         let r = resource("/api/v1/namespaces/default");
-        assert_eq!((r.resource.as_str(), r.name.as_deref()), ("namespaces", Some("default")));
+        assert_eq!(
+            (r.resource.as_str(), r.name.as_deref()),
+            ("namespaces", Some("default"))
+        );
         let r = resource("/api/v1/namespaces/default/finalize");
-        assert_eq!((r.resource.as_str(), r.subresource.as_deref()), ("namespaces", Some("finalize")));
+        assert_eq!(
+            (r.resource.as_str(), r.subresource.as_deref()),
+            ("namespaces", Some("finalize"))
+        );
         let r = resource("/api/v1/namespaces");
         assert_eq!((r.resource.as_str(), r.name), ("namespaces", None));
     }
@@ -180,7 +207,10 @@ mod tests {
     #[test]
     fn cluster_scoped_and_watch_paths() {
         let r = resource("/api/v1/nodes/n1");
-        assert_eq!((r.resource.as_str(), r.namespace, r.name.as_deref()), ("nodes", None, Some("n1")));
+        assert_eq!(
+            (r.resource.as_str(), r.namespace, r.name.as_deref()),
+            ("nodes", None, Some("n1"))
+        );
         let r = resource("/api/v1/watch/namespaces/default/pods");
         assert!(r.watch_path);
         assert_eq!(r.resource, "pods");
@@ -191,13 +221,21 @@ mod tests {
         assert_eq!(parse_path("/api"), Target::CoreVersions);
         assert_eq!(parse_path("/apis"), Target::Groups);
         assert_eq!(parse_path("/apis/apps"), Target::Group("apps".into()));
-        assert_eq!(parse_path("/apis/apps/v1"), Target::Resources { group: "apps".into(), version: "v1".into() });
+        assert_eq!(
+            parse_path("/apis/apps/v1"),
+            Target::Resources {
+                group: "apps".into(),
+                version: "v1".into()
+            }
+        );
         assert_eq!(parse_path("/healthz"), Target::Other);
     }
 
     #[test]
     fn query_decoding() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&watch=true&dryRun=All&dryRun=All"));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+(a)&watch=true&dryRun=All&dryRun=All",
+        ));
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert!(q.flag("watch"));
         assert_eq!(q.all("dryRun").count(), 2);

@@ -48,7 +48,10 @@ impl Reply {
 pub(crate) enum Output {
     Reply(Reply),
     /// A watch: chunks of newline-separated JSON events.
-    Stream { content_type: String, chunks: mpsc::Receiver<Bytes> },
+    Stream {
+        content_type: String,
+        chunks: mpsc::Receiver<Bytes>,
+    },
 }
 
 /// One resource request, parsed.
@@ -82,7 +85,11 @@ impl Request<'_> {
         if let Some(m) = self.query.get("fieldManager").filter(|m| !m.is_empty()) {
             return m.to_owned();
         }
-        let agent = self.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+        let agent = self
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown");
         agent.split('/').next().unwrap_or("unknown").to_owned()
     }
 
@@ -105,9 +112,14 @@ pub(crate) async fn serve(req: Request<'_>) -> Output {
 
 async fn dispatch(req: &Request<'_>) -> ApiResult<Output> {
     let p = &req.path;
-    let resource = capstan_api::find(&p.group, &p.version, &p.resource).ok_or_else(ApiError::path_not_found)?;
+    let resource = capstan_api::find(&p.group, &p.version, &p.resource)
+        .ok_or_else(ApiError::path_not_found)?;
     // For the namespaces resource the "namespace" segment is the object's name.
-    let namespace = if resource.namespaced() { p.namespace.clone() } else { None };
+    let namespace = if resource.namespaced() {
+        p.namespace.clone()
+    } else {
+        None
+    };
     if !resource.namespaced() && p.namespace.is_some() && resource.plural != "namespaces" {
         return Err(ApiError::path_not_found());
     }
@@ -129,7 +141,9 @@ async fn dispatch(req: &Request<'_>) -> ApiResult<Output> {
             }
             list(req, resource, ns).await?
         }
-        (&Method::GET, Some(name), None | Some("status" | "approval")) => get(req, resource, ns, name).await?,
+        (&Method::GET, Some(name), None | Some("status" | "approval")) => {
+            get(req, resource, ns, name).await?
+        }
         (&Method::GET, Some(name), Some("scale")) => {
             let (object, _) = stored(req.state, resource, ns, name).await?;
             Reply::json(200, &to_scale(&object))
@@ -141,9 +155,15 @@ async fn dispatch(req: &Request<'_>) -> ApiResult<Output> {
         },
         (&Method::POST, Some(name), Some("binding")) => binding(req, ns, Some(name)).await?,
         (&Method::POST, Some(name), Some("eviction")) => eviction(req, resource, ns, name).await?,
-        (&Method::PUT, Some(name), sub) if resource.stored => update(req, resource, ns, name, sub).await?,
-        (&Method::PATCH, Some(name), sub) if resource.stored => patch_object(req, resource, ns, name, sub).await?,
-        (&Method::DELETE, Some(name), None) if resource.stored => delete(req, resource, ns, name).await?,
+        (&Method::PUT, Some(name), sub) if resource.stored => {
+            update(req, resource, ns, name, sub).await?
+        }
+        (&Method::PATCH, Some(name), sub) if resource.stored => {
+            patch_object(req, resource, ns, name, sub).await?
+        }
+        (&Method::DELETE, Some(name), None) if resource.stored => {
+            delete(req, resource, ns, name).await?
+        }
         (&Method::DELETE, None, None) if resource.has_verb("deletecollection") => {
             delete_collection(req, resource, ns).await?
         }
@@ -153,7 +173,12 @@ async fn dispatch(req: &Request<'_>) -> ApiResult<Output> {
 }
 
 /// Reads an object from the store, with its resourceVersion set.
-pub(crate) async fn stored(state: &ApiState, resource: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<(Value, Revision)> {
+pub(crate) async fn stored(
+    state: &ApiState,
+    resource: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> ApiResult<(Value, Revision)> {
     let key = resource.key(ns, name);
     match state.store.get(&key, None).await {
         Ok(Some(kv)) => {
@@ -166,12 +191,20 @@ pub(crate) async fn stored(state: &ApiState, resource: &ResourceInfo, ns: Option
     }
 }
 
-async fn get(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Reply> {
+async fn get(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> ApiResult<Reply> {
     let (object, _) = stored(req.state, resource, ns, name).await?;
     Ok(render::object(resource, &object, &req.headers, &req.query))
 }
 
-fn parse_selectors(req: &Request<'_>, resource: &ResourceInfo) -> ApiResult<(LabelSelector, FieldSelector)> {
+fn parse_selectors(
+    req: &Request<'_>,
+    resource: &ResourceInfo,
+) -> ApiResult<(LabelSelector, FieldSelector)> {
     let labels = LabelSelector::parse(req.query.get("labelSelector").unwrap_or_default())
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
     let fields = FieldSelector::parse(req.query.get("fieldSelector").unwrap_or_default())
@@ -187,7 +220,12 @@ fn parse_selectors(req: &Request<'_>, resource: &ResourceInfo) -> ApiResult<(Lab
     Ok((labels, fields))
 }
 
-fn matches(object: &CachedObject, ns: Option<&str>, labels: &LabelSelector, fields: &FieldSelector) -> bool {
+fn matches(
+    object: &CachedObject,
+    ns: Option<&str>,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+) -> bool {
     (ns.is_none() || object.namespace.as_deref() == ns)
         && labels.matches(&object.labels)
         && fields.matches(|f| object.field(f))
@@ -212,7 +250,11 @@ fn parse_rv(text: &str) -> ApiResult<Revision> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {text:?}")))
 }
 
-async fn list(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>) -> ApiResult<Reply> {
+async fn list(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+) -> ApiResult<Reply> {
     let (labels, fields) = parse_selectors(req, resource)?;
     let limit = match req.query.get("limit") {
         Some(l) => l.parse::<i64>().ok().filter(|l| *l > 0).map(|l| l as usize),
@@ -238,14 +280,29 @@ async fn list(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&st
             catch_up(req.state, rv).await?;
         }
     } else {
-        let current = req.state.store.current_revision().await.map_err(|e| ApiError::internal(e.to_string()))?;
+        let current = req
+            .state
+            .store
+            .current_revision()
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         catch_up(req.state, current).await?;
     }
 
     let (items, revision, more) = match pinned {
         // A page of a list read at an older revision comes from the store, which keeps history.
         Some(revision) if revision != req.state.cache.revision() => {
-            list_from_store(req, resource, ns, &labels, &fields, revision, after_key.as_deref(), limit).await?
+            list_from_store(
+                req,
+                resource,
+                ns,
+                &labels,
+                &fields,
+                revision,
+                after_key.as_deref(),
+                limit,
+            )
+            .await?
         }
         _ => {
             let (objects, revision, more) = req.state.cache.list(
@@ -259,11 +316,20 @@ async fn list(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&st
         }
     };
     let continue_token = if more {
-        items.last().map(|last| capstan_store::encode_continue(revision, &last.key))
+        items
+            .last()
+            .map(|last| capstan_store::encode_continue(revision, &last.key))
     } else {
         None
     };
-    Ok(render::list(resource, &items, revision, continue_token, &req.headers, &req.query))
+    Ok(render::list(
+        resource,
+        &items,
+        revision,
+        continue_token,
+        &req.headers,
+        &req.query,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -330,7 +396,11 @@ fn event_line(kind: &str, object: &[u8]) -> Bytes {
     Bytes::from(line)
 }
 
-async fn watch(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>) -> ApiResult<Output> {
+async fn watch(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+) -> ApiResult<Output> {
     let (labels, fields) = parse_selectors(req, resource)?;
     let rv = match req.query.get("resourceVersion").filter(|v| !v.is_empty()) {
         None | Some("0") => None,
@@ -342,11 +412,15 @@ async fn watch(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&s
     };
     let send_initial = req.query.get("sendInitialEvents") == Some("true");
     let bookmarks = req.query.flag("allowWatchBookmarks");
-    let start = req.state.cache.watch(resource, if send_initial { None } else { rv }).map_err(|e| match e {
-        WatchStartError::TooOld { requested, oldest } => {
-            ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
-        }
-    })?;
+    let start = req
+        .state
+        .cache
+        .watch(resource, if send_initial { None } else { rv })
+        .map_err(|e| match e {
+            WatchStartError::TooOld { requested, oldest } => {
+                ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+            }
+        })?;
     let timeout = req
         .query
         .get("timeoutSeconds")
@@ -364,7 +438,13 @@ async fn watch(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&s
         let filter = |o: &CachedObject| matches(o, ns.as_deref(), &labels, &fields);
         let encode = |event: &CacheEvent, kind_str: &str| -> Bytes {
             if table {
-                let table = render::table_json(resource, std::slice::from_ref(&event.object), None, None, include);
+                let table = render::table_json(
+                    resource,
+                    std::slice::from_ref(&event.object),
+                    None,
+                    None,
+                    include,
+                );
                 event_line(kind_str, &serde_json::to_vec(&table).unwrap_or_default())
             } else {
                 event_line(kind_str, &event.object.json)
@@ -424,8 +504,15 @@ async fn watch(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&s
             }
         }
     });
-    let content_type = if table { "application/json;as=Table;v=v1;g=meta.k8s.io" } else { "application/json" };
-    Ok(Output::Stream { content_type: content_type.into(), chunks: rx })
+    let content_type = if table {
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+    } else {
+        "application/json"
+    };
+    Ok(Output::Stream {
+        content_type: content_type.into(),
+        chunks: rx,
+    })
 }
 
 /// The event type a filtered watcher sees, if any: an object that stops matching looks deleted to it,
@@ -449,21 +536,34 @@ fn visible(event: &CacheEvent, filter: &impl Fn(&CachedObject) -> bool) -> Optio
 
 /// Parses a request body: JSON, or YAML (which kubectl sends for server-side apply).
 pub(crate) fn parse_body(body: &[u8]) -> ApiResult<Value> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
 }
 
-fn decode(req: &Request<'_>, resource: &ResourceInfo, value: Value) -> ApiResult<(Value, Vec<String>)> {
+fn decode(
+    req: &Request<'_>,
+    resource: &ResourceInfo,
+    value: Value,
+) -> ApiResult<(Value, Vec<String>)> {
     let decoded = capstan_api::decode_value(resource, value, req.field_validation()?)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((decoded.object, decoded.warnings))
 }
 
 async fn namespace_must_accept(req: &Request<'_>, ns: &str) -> ApiResult<()> {
-    let namespaces = capstan_api::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
+    let namespaces = capstan_api::find("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("no namespaces"))?;
     let (namespace, _) = stored(req.state, namespaces, None, ns).await.map_err(|e| {
-        if e.code == 404 { ApiError::namespace_not_found(ns) } else { e }
+        if e.code == 404 {
+            ApiError::namespace_not_found(ns)
+        } else {
+            e
+        }
     })?;
-    if namespace["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
+    if namespace["metadata"]
+        .get("deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
         return Err(ApiError::forbidden(format!(
             "unable to create new content in namespace {ns} because it is being terminated"
         )));
@@ -471,7 +571,11 @@ async fn namespace_must_accept(req: &Request<'_>, ns: &str) -> ApiResult<()> {
     Ok(())
 }
 
-async fn create(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>) -> ApiResult<Reply> {
+async fn create(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+) -> ApiResult<Reply> {
     if !resource.has_verb("create") {
         return Err(ApiError::method_not_allowed());
     }
@@ -483,7 +587,12 @@ async fn create(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&
 }
 
 /// Creates a decoded object: system metadata, defaults, admission, validation, then the store.
-pub(crate) async fn create_object(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, mut object: Value) -> ApiResult<Reply> {
+pub(crate) async fn create_object(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+    mut object: Value,
+) -> ApiResult<Reply> {
     if let Some(ns) = ns {
         match object["metadata"]["namespace"].as_str() {
             Some(given) if !given.is_empty() && given != ns => {
@@ -498,14 +607,20 @@ pub(crate) async fn create_object(req: &Request<'_>, resource: &'static Resource
     } else {
         metadata_mut(&mut object).remove("namespace");
     }
-    let generate = object["metadata"]["generateName"].as_str().filter(|g| !g.is_empty()).map(str::to_owned);
+    let generate = object["metadata"]["generateName"]
+        .as_str()
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned);
     let mut attempts = 0;
     loop {
         let mut candidate = object.clone();
         if name_of(&candidate).is_empty()
             && let Some(prefix) = &generate
         {
-            metadata_mut(&mut candidate).insert("name".into(), Value::String(format!("{prefix}{}", objects::name_suffix())));
+            metadata_mut(&mut candidate).insert(
+                "name".into(),
+                Value::String(format!("{prefix}{}", objects::name_suffix())),
+            );
         }
         let name = name_of(&candidate).to_owned();
         objects::prepare_create(resource, &mut candidate);
@@ -514,7 +629,10 @@ pub(crate) async fn create_object(req: &Request<'_>, resource: &'static Resource
             objects::admit_pod(&mut candidate, &req.state.admission);
         }
         let errors = if name.is_empty() {
-            vec![capstan_api::FieldError::required("metadata.name", "name or generateName is required")]
+            vec![capstan_api::FieldError::required(
+                "metadata.name",
+                "name or generateName is required",
+            )]
         } else {
             capstan_api::validate_create(resource, &candidate)
         };
@@ -524,8 +642,16 @@ pub(crate) async fn create_object(req: &Request<'_>, resource: &'static Resource
         let is_service = resource.plural == "services" && resource.group.is_empty();
         if is_service && !req.dry_run() {
             let owner = format!("{}/{name}", ns.unwrap_or_default());
-            network::allocate_cluster_ip(&req.state.store, &req.state.services, &mut candidate, &owner).await?;
-            if let Err(e) = network::allocate_node_ports(&req.state.store, &mut candidate, &owner).await {
+            network::allocate_cluster_ip(
+                &req.state.store,
+                &req.state.services,
+                &mut candidate,
+                &owner,
+            )
+            .await?;
+            if let Err(e) =
+                network::allocate_node_ports(&req.state.store, &mut candidate, &owner).await
+            {
                 network::release(&req.state.store, &candidate).await;
                 return Err(e);
             }
@@ -535,13 +661,20 @@ pub(crate) async fn create_object(req: &Request<'_>, resource: &'static Resource
             return Ok(Reply::json(201, &candidate));
         }
         let key = resource.key(ns, &name);
-        let bytes = Bytes::from(serde_json::to_vec(&candidate).map_err(|e| ApiError::internal(e.to_string()))?);
+        let bytes = Bytes::from(
+            serde_json::to_vec(&candidate).map_err(|e| ApiError::internal(e.to_string()))?,
+        );
         match req.state.store.create(&key, bytes).await {
             Ok(kv) => {
-                metadata_mut(&mut candidate).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+                metadata_mut(&mut candidate).insert(
+                    "resourceVersion".into(),
+                    Value::String(kv.mod_revision.to_string()),
+                );
                 return Ok(Reply::json(201, &candidate));
             }
-            Err(StoreError::AlreadyExists { .. }) if generate.is_some() && attempts < 8 && name_of(&object).is_empty() => {
+            Err(StoreError::AlreadyExists { .. })
+                if generate.is_some() && attempts < 8 && name_of(&object).is_empty() =>
+            {
                 if is_service {
                     network::release(&req.state.store, &candidate).await;
                 }
@@ -565,7 +698,13 @@ enum Change<'a> {
     Patch { sub: Option<&'a str> },
 }
 
-async fn update(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str, sub: Option<&str>) -> ApiResult<Reply> {
+async fn update(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    sub: Option<&str>,
+) -> ApiResult<Reply> {
     let body = parse_body(&req.body)?;
     let (object, warnings) = if sub == Some("scale") {
         (body, Vec::new())
@@ -583,13 +722,25 @@ async fn update(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&
     Ok(reply)
 }
 
-async fn patch_object(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str, sub: Option<&str>) -> ApiResult<Reply> {
+async fn patch_object(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    sub: Option<&str>,
+) -> ApiResult<Reply> {
     write(req, resource, ns, name, Change::Patch { sub }).await
 }
 
 /// The read-modify-write loop of every update and patch (kube's GuaranteedUpdate): a precondition from
 /// the client's resourceVersion fails with 409; a race with another writer is retried.
-async fn write(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str, change: Change<'_>) -> ApiResult<Reply> {
+async fn write(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    change: Change<'_>,
+) -> ApiResult<Reply> {
     let key = resource.key(ns, name);
     let manager = req.field_manager();
     for _ in 0..16 {
@@ -611,7 +762,9 @@ async fn write(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&s
         };
         let mut new = match &change {
             Change::Replace { object, sub } => {
-                let precondition = object["metadata"]["resourceVersion"].as_str().filter(|v| !v.is_empty());
+                let precondition = object["metadata"]["resourceVersion"]
+                    .as_str()
+                    .filter(|v| !v.is_empty());
                 if let Some(rv) = precondition
                     && rv != revision.to_string()
                 {
@@ -622,10 +775,24 @@ async fn write(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&s
             Change::Patch { sub } => {
                 let content_type = req.content_type();
                 if *sub == Some("scale") {
-                    let scale = patch::apply(content_type, &to_scale(&old), &req.body, resource, &manager, req.query.flag("force"))?;
+                    let scale = patch::apply(
+                        content_type,
+                        &to_scale(&old),
+                        &req.body,
+                        resource,
+                        &manager,
+                        req.query.flag("force"),
+                    )?;
                     replaced(resource, &scale, &old, Some("scale"))?
                 } else {
-                    let patched = patch::apply(content_type, &old, &req.body, resource, &manager, req.query.flag("force"))?;
+                    let patched = patch::apply(
+                        content_type,
+                        &old,
+                        &req.body,
+                        resource,
+                        &manager,
+                        req.query.flag("force"),
+                    )?;
                     if let Some(rv) = patched["metadata"]["resourceVersion"].as_str()
                         && rv != revision.to_string()
                     {
@@ -653,10 +820,17 @@ async fn write(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&s
         patch::record_update(Some(&old), &mut new, &manager, resource);
 
         // Removing the last finalizer of an object being deleted completes the deletion.
-        let deleting = new["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null());
-        let finalizers_left = new["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        let deleting = new["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|t| !t.is_null());
+        let finalizers_left = new["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
         let pod_waiting_for_kubelet = resource.plural == "pods"
-            && new["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0;
+            && new["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0)
+                > 0;
         if deleting && !finalizers_left && !pod_waiting_for_kubelet {
             if req.dry_run() {
                 return Ok(Reply::json(200, &new));
@@ -680,11 +854,21 @@ async fn write(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&s
         if req.dry_run() {
             return Ok(Reply::json(200, &new));
         }
-        let bytes = Bytes::from(serde_json::to_vec(&new).map_err(|e| ApiError::internal(e.to_string()))?);
+        let bytes =
+            Bytes::from(serde_json::to_vec(&new).map_err(|e| ApiError::internal(e.to_string()))?);
         match req.state.store.update(&key, bytes, revision).await {
             Ok(kv) => {
-                metadata_mut(&mut new).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
-                let reply_object = if matches!(change, Change::Replace { sub: Some("scale"), .. } | Change::Patch { sub: Some("scale") }) {
+                metadata_mut(&mut new).insert(
+                    "resourceVersion".into(),
+                    Value::String(kv.mod_revision.to_string()),
+                );
+                let reply_object = if matches!(
+                    change,
+                    Change::Replace {
+                        sub: Some("scale"),
+                        ..
+                    } | Change::Patch { sub: Some("scale") }
+                ) {
                     to_scale(&new)
                 } else {
                     new
@@ -693,7 +877,9 @@ async fn write(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&s
             }
             Err(StoreError::Conflict { .. }) => {
                 if let Change::Replace { object, .. } = &change
-                    && object["metadata"]["resourceVersion"].as_str().is_some_and(|v| !v.is_empty())
+                    && object["metadata"]["resourceVersion"]
+                        .as_str()
+                        .is_some_and(|v| !v.is_empty())
                 {
                     return Err(ApiError::modified(resource, name));
                 }
@@ -702,11 +888,20 @@ async fn write(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&s
             Err(e) => return Err(ApiError::from_store(e, resource, name)),
         }
     }
-    Err(ApiError::conflict(resource, name, "too many concurrent writers; please retry"))
+    Err(ApiError::conflict(
+        resource,
+        name,
+        "too many concurrent writers; please retry",
+    ))
 }
 
 /// The object a write of `object` through `sub` produces from `old`.
-fn replaced(resource: &ResourceInfo, object: &Value, old: &Value, sub: Option<&str>) -> ApiResult<Value> {
+fn replaced(
+    resource: &ResourceInfo,
+    object: &Value,
+    old: &Value,
+    sub: Option<&str>,
+) -> ApiResult<Value> {
     Ok(match sub {
         None => {
             let mut new = object.clone();
@@ -738,7 +933,11 @@ fn replaced(resource: &ResourceInfo, object: &Value, old: &Value, sub: Option<&s
             new["status"]["conditions"] = object["status"]["conditions"].clone();
             new
         }
-        Some(other) => return Err(ApiError::bad_request(format!("cannot update subresource {other}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot update subresource {other}"
+            )));
+        }
     })
 }
 
@@ -746,7 +945,12 @@ fn replaced(resource: &ResourceInfo, object: &Value, old: &Value, sub: Option<&s
 fn to_scale(object: &Value) -> Value {
     let selector = object["spec"]["selector"]["matchLabels"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default();
     let meta = &object["metadata"];
     json!({
@@ -785,9 +989,14 @@ fn delete_options(req: &Request<'_>) -> ApiResult<DeleteOptions> {
         .get("propagationPolicy")
         .map(str::to_owned)
         .or_else(|| body["propagationPolicy"].as_str().map(str::to_owned))
-        .or_else(|| match body["orphanDependents"].as_bool().or_else(|| req.query.get("orphanDependents").map(|o| o == "true")) {
-            Some(true) => Some("Orphan".to_owned()),
-            _ => None,
+        .or_else(|| {
+            match body["orphanDependents"]
+                .as_bool()
+                .or_else(|| req.query.get("orphanDependents").map(|o| o == "true"))
+            {
+                Some(true) => Some("Orphan".to_owned()),
+                _ => None,
+            }
         });
     if let Some(p) = &propagation
         && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
@@ -800,16 +1009,29 @@ fn delete_options(req: &Request<'_>) -> ApiResult<DeleteOptions> {
         grace_period,
         propagation,
         precondition_uid: body["preconditions"]["uid"].as_str().map(str::to_owned),
-        precondition_rv: body["preconditions"]["resourceVersion"].as_str().map(str::to_owned),
+        precondition_rv: body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_owned),
     })
 }
 
-async fn delete(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Reply> {
+async fn delete(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> ApiResult<Reply> {
     let options = delete_options(req)?;
     delete_one(req, resource, ns, name, &options).await
 }
 
-async fn delete_one(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>, name: &str, options: &DeleteOptions) -> ApiResult<Reply> {
+async fn delete_one(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    options: &DeleteOptions,
+) -> ApiResult<Reply> {
     let key = resource.key(ns, name);
     for _ in 0..16 {
         let (mut object, revision) = stored(req.state, resource, ns, name).await?;
@@ -817,17 +1039,25 @@ async fn delete_one(req: &Request<'_>, resource: &'static ResourceInfo, ns: Opti
         if let Some(uid) = &options.precondition_uid
             && meta["uid"].as_str() != Some(uid)
         {
-            return Err(ApiError::conflict(resource, name, &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                meta["uid"].as_str().unwrap_or_default()
-            )));
+            return Err(ApiError::conflict(
+                resource,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta["uid"].as_str().unwrap_or_default()
+                ),
+            ));
         }
         if let Some(rv) = &options.precondition_rv
             && *rv != revision.to_string()
         {
-            return Err(ApiError::conflict(resource, name, &format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"
-            )));
+            return Err(ApiError::conflict(
+                resource,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"
+                ),
+            ));
         }
         let already_deleting = meta.get("deletionTimestamp").is_some_and(|t| !t.is_null());
         let mut finalizers: Vec<Value> = meta["finalizers"].as_array().cloned().unwrap_or_default();
@@ -835,14 +1065,23 @@ async fn delete_one(req: &Request<'_>, resource: &'static ResourceInfo, ns: Opti
             Some("Foreground") if !finalizers.contains(&json!("foregroundDeletion")) => {
                 finalizers.push(json!("foregroundDeletion"));
             }
-            Some("Orphan") if !finalizers.contains(&json!("orphan")) => finalizers.push(json!("orphan")),
+            Some("Orphan") if !finalizers.contains(&json!("orphan")) => {
+                finalizers.push(json!("orphan"))
+            }
             _ => {}
         }
         // Pods on a node end gracefully: the kubelet stops the containers and deletes the pod.
         let grace = if resource.plural == "pods" && resource.group.is_empty() {
-            let bound = object["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-            let finished = matches!(object["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
-            let default = object["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
+            let bound = object["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty());
+            let finished = matches!(
+                object["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            );
+            let default = object["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(30);
             let grace = options.grace_period.unwrap_or(default).max(0);
             if bound && !finished { grace } else { 0 }
         } else {
@@ -852,16 +1091,24 @@ async fn delete_one(req: &Request<'_>, resource: &'static ResourceInfo, ns: Opti
         if graceful {
             if already_deleting {
                 // Shortening a pod's grace period is the only change a second delete makes.
-                let current = object["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+                let current = object["metadata"]["deletionGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(0);
                 if resource.plural == "pods" && grace < current {
                     let m = metadata_mut(&mut object);
                     m.insert("deletionGracePeriodSeconds".into(), json!(grace));
-                    m.insert("deletionTimestamp".into(), json!(objects::rfc3339_after(grace)));
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(objects::rfc3339_after(grace)),
+                    );
                     if grace == 0 && finalizers.is_empty() {
                         return remove(req, resource, &key, name, revision, object).await;
                     }
                     if !req.dry_run() {
-                        let bytes = Bytes::from(serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?);
+                        let bytes = Bytes::from(
+                            serde_json::to_vec(&object)
+                                .map_err(|e| ApiError::internal(e.to_string()))?,
+                        );
                         match req.state.store.update(&key, bytes, revision).await {
                             Ok(_) => {}
                             Err(StoreError::Conflict { .. }) => continue,
@@ -873,7 +1120,10 @@ async fn delete_one(req: &Request<'_>, resource: &'static ResourceInfo, ns: Opti
             }
             {
                 let m = metadata_mut(&mut object);
-                m.insert("deletionTimestamp".into(), json!(objects::rfc3339_after(grace)));
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(objects::rfc3339_after(grace)),
+                );
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 if !finalizers.is_empty() {
                     m.insert("finalizers".into(), Value::Array(finalizers));
@@ -886,10 +1136,13 @@ async fn delete_one(req: &Request<'_>, resource: &'static ResourceInfo, ns: Opti
             if req.dry_run() {
                 return Ok(Reply::json(200, &object));
             }
-            let bytes = Bytes::from(serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?);
+            let bytes = Bytes::from(
+                serde_json::to_vec(&object).map_err(|e| ApiError::internal(e.to_string()))?,
+            );
             match req.state.store.update(&key, bytes, revision).await {
                 Ok(kv) => {
-                    metadata_mut(&mut object).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+                    metadata_mut(&mut object)
+                        .insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
                     return Ok(Reply::json(200, &object));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -898,11 +1151,22 @@ async fn delete_one(req: &Request<'_>, resource: &'static ResourceInfo, ns: Opti
         }
         return remove(req, resource, &key, name, revision, object).await;
     }
-    Err(ApiError::conflict(resource, name, "too many concurrent writers; please retry"))
+    Err(ApiError::conflict(
+        resource,
+        name,
+        "too many concurrent writers; please retry",
+    ))
 }
 
 /// Removes an object from the store for good.
-async fn remove(req: &Request<'_>, resource: &'static ResourceInfo, key: &str, name: &str, revision: Revision, object: Value) -> ApiResult<Reply> {
+async fn remove(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    key: &str,
+    name: &str,
+    revision: Revision,
+    object: Value,
+) -> ApiResult<Reply> {
     if req.dry_run() {
         return Ok(Reply::json(200, &object));
     }
@@ -922,26 +1186,54 @@ async fn after_delete(req: &Request<'_>, resource: &ResourceInfo, object: &Value
     }
 }
 
-async fn delete_collection(req: &Request<'_>, resource: &'static ResourceInfo, ns: Option<&str>) -> ApiResult<Reply> {
+async fn delete_collection(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+) -> ApiResult<Reply> {
     let (labels, fields) = parse_selectors(req, resource)?;
     let options = delete_options(req)?;
-    let current = req.state.store.current_revision().await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let current = req
+        .state
+        .store
+        .current_revision()
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     catch_up(req.state, current).await?;
-    let (objects, revision, _) = req.state.cache.list(resource, ns, None, |o| matches(o, ns, &labels, &fields), None);
+    let (objects, revision, _) = req.state.cache.list(
+        resource,
+        ns,
+        None,
+        |o| matches(o, ns, &labels, &fields),
+        None,
+    );
     let mut deleted = Vec::new();
     for object in &objects {
-        match delete_one(req, resource, object.namespace.as_deref().or(ns), &object.name, &options).await {
-            Ok(reply) => deleted.push(serde_json::from_slice::<Value>(&reply.body).unwrap_or(Value::Null)),
+        match delete_one(
+            req,
+            resource,
+            object.namespace.as_deref().or(ns),
+            &object.name,
+            &options,
+        )
+        .await
+        {
+            Ok(reply) => {
+                deleted.push(serde_json::from_slice::<Value>(&reply.body).unwrap_or(Value::Null))
+            }
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(Reply::json(200, &json!({
-        "kind": resource.list_kind(),
-        "apiVersion": resource.api_version(),
-        "metadata": {"resourceVersion": revision.to_string()},
-        "items": deleted,
-    })))
+    Ok(Reply::json(
+        200,
+        &json!({
+            "kind": resource.list_kind(),
+            "apiVersion": resource.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()},
+            "items": deleted,
+        }),
+    ))
 }
 
 /// POST of a request-only kind: who-am-I and can-I reviews.
@@ -959,7 +1251,9 @@ fn review(req: &Request<'_>, resource: &ResourceInfo) -> ApiResult<Reply> {
         "tokenreviews" => {
             let token = body["spec"]["token"].as_str().unwrap_or_default();
             body["status"] = match req.state.tokens.authenticate(token) {
-                Some(user) => json!({"authenticated": true, "user": {"username": user.name, "groups": user.groups}}),
+                Some(user) => {
+                    json!({"authenticated": true, "user": {"username": user.name, "groups": user.groups}})
+                }
                 None => json!({"authenticated": false}),
             };
         }
@@ -975,8 +1269,13 @@ fn review(req: &Request<'_>, resource: &ResourceInfo) -> ApiResult<Reply> {
 async fn binding(req: &Request<'_>, ns: Option<&str>, pod_name: Option<&str>) -> ApiResult<Reply> {
     let body = parse_body(&req.body)?;
     let pods = capstan_api::find("", "v1", "pods").ok_or_else(|| ApiError::internal("no pods"))?;
-    let name = pod_name.map(str::to_owned).unwrap_or_else(|| name_of(&body).to_owned());
-    let node = body["target"]["name"].as_str().unwrap_or_default().to_owned();
+    let name = pod_name
+        .map(str::to_owned)
+        .unwrap_or_else(|| name_of(&body).to_owned());
+    let node = body["target"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     if node.is_empty() {
         return Err(ApiError::invalid(
             capstan_api::find("", "v1", "bindings").unwrap_or(pods),
@@ -987,14 +1286,28 @@ async fn binding(req: &Request<'_>, ns: Option<&str>, pod_name: Option<&str>) ->
     let key = pods.key(ns, &name);
     for _ in 0..16 {
         let (mut pod, revision) = stored(req.state, pods, ns, &name).await?;
-        if pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null()) {
-            return Err(ApiError::conflict(pods, &name, "pod is being deleted, cannot be assigned to a host"));
+        if pod["metadata"]
+            .get("deletionTimestamp")
+            .is_some_and(|t| !t.is_null())
+        {
+            return Err(ApiError::conflict(
+                pods,
+                &name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         if let Some(current) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            return Err(ApiError::conflict(pods, &name, &format!("pod {name} is already assigned to node \"{current}\"")));
+            return Err(ApiError::conflict(
+                pods,
+                &name,
+                &format!("pod {name} is already assigned to node \"{current}\""),
+            ));
         }
         pod["spec"]["nodeName"] = json!(node);
-        let mut conditions: Vec<Value> = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let mut conditions: Vec<Value> = pod["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         conditions.retain(|c| c["type"] != "PodScheduled");
         conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339()}));
         pod["status"]["conditions"] = Value::Array(conditions);
@@ -1002,37 +1315,60 @@ async fn binding(req: &Request<'_>, ns: Option<&str>, pod_name: Option<&str>) ->
         if req.dry_run() {
             break;
         }
-        let bytes = Bytes::from(serde_json::to_vec(&pod).map_err(|e| ApiError::internal(e.to_string()))?);
+        let bytes =
+            Bytes::from(serde_json::to_vec(&pod).map_err(|e| ApiError::internal(e.to_string()))?);
         match req.state.store.update(&key, bytes, revision).await {
             Ok(_) => break,
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(ApiError::from_store(e, pods, &name)),
         }
     }
-    Ok(Reply::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+    Ok(Reply::json(
+        201,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
 }
 
 /// `pods/eviction`: deletes the pod unless a PodDisruptionBudget forbids it right now.
-async fn eviction(req: &Request<'_>, pods: &'static ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Reply> {
+async fn eviction(
+    req: &Request<'_>,
+    pods: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> ApiResult<Reply> {
     let body = parse_body(&req.body).unwrap_or(Value::Null);
     let (pod, _) = stored(req.state, pods, ns, name).await?;
-    let deleting = pod["metadata"].get("deletionTimestamp").is_some_and(|t| !t.is_null());
-    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    let deleting = pod["metadata"]
+        .get("deletionTimestamp")
+        .is_some_and(|t| !t.is_null());
+    let finished = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
     if !deleting && !finished {
         crate::disruption::check_budgets(req.state, ns.unwrap_or_default(), &pod).await?;
     }
     let options = DeleteOptions {
         grace_period: body["deleteOptions"]["gracePeriodSeconds"].as_i64(),
         propagation: None,
-        precondition_uid: body["deleteOptions"]["preconditions"]["uid"].as_str().map(str::to_owned),
+        precondition_uid: body["deleteOptions"]["preconditions"]["uid"]
+            .as_str()
+            .map(str::to_owned),
         precondition_rv: None,
     };
     delete_one(req, pods, ns, name, &options).await?;
-    Ok(Reply::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+    Ok(Reply::json(
+        201,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
 }
 
 /// Used by in-crate bootstrap code: a write as the system, bypassing HTTP.
-pub(crate) fn system_request<'a>(state: &'a Arc<ApiState>, user: &'a User, body: Bytes) -> Request<'a> {
+pub(crate) fn system_request<'a>(
+    state: &'a Arc<ApiState>,
+    user: &'a User,
+    body: Bytes,
+) -> Request<'a> {
     Request {
         state,
         user,

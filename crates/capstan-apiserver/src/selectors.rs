@@ -67,7 +67,11 @@ fn split_terms(text: &str) -> Vec<&str> {
 }
 
 fn parse_label_term(term: &str) -> Result<LabelReq, String> {
-    let invalid = || format!("unable to parse requirement: found '{term}', expected: key, !key, key=value, key!=value, key in (values), key notin (values)");
+    let invalid = || {
+        format!(
+            "unable to parse requirement: found '{term}', expected: key, !key, key=value, key!=value, key in (values), key notin (values)"
+        )
+    };
     if let Some(key) = term.strip_prefix('!') {
         return Ok(LabelReq::NotExists(check_key(key.trim(), term)?));
     }
@@ -75,19 +79,37 @@ fn parse_label_term(term: &str) -> Result<LabelReq, String> {
         if let Some((k, v)) = term.split_once(op) {
             let key = check_key(k.trim(), term)?;
             let value = v.trim().to_owned();
-            return Ok(if make == 0 { LabelReq::NotEquals(key, value) } else { LabelReq::Equals(key, value) });
+            return Ok(if make == 0 {
+                LabelReq::NotEquals(key, value)
+            } else {
+                LabelReq::Equals(key, value)
+            });
         }
     }
     for (op, negate) in [(" notin ", true), (" in ", false)] {
         if let Some((k, v)) = term.split_once(op) {
             let key = check_key(k.trim(), term)?;
             let v = v.trim();
-            let inner = v.strip_prefix('(').and_then(|v| v.strip_suffix(')')).ok_or_else(invalid)?;
-            let values: Vec<String> = inner.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+            let inner = v
+                .strip_prefix('(')
+                .and_then(|v| v.strip_suffix(')'))
+                .ok_or_else(invalid)?;
+            let values: Vec<String> = inner
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect();
             if values.is_empty() {
-                return Err(format!("for '{op}', 'notin' operators, values set can't be empty", op = op.trim()));
+                return Err(format!(
+                    "for '{op}', 'notin' operators, values set can't be empty",
+                    op = op.trim()
+                ));
             }
-            return Ok(if negate { LabelReq::NotIn(key, values) } else { LabelReq::In(key, values) });
+            return Ok(if negate {
+                LabelReq::NotIn(key, values)
+            } else {
+                LabelReq::In(key, values)
+            });
         }
     }
     if term.contains(' ') || term.contains('(') {
@@ -98,7 +120,9 @@ fn parse_label_term(term: &str) -> Result<LabelReq, String> {
 
 fn check_key(key: &str, term: &str) -> Result<String, String> {
     if key.is_empty() || key.contains(|c: char| c.is_whitespace() || "()!=,".contains(c)) {
-        return Err(format!("unable to parse requirement: invalid label key \"{key}\" in '{term}'"));
+        return Err(format!(
+            "unable to parse requirement: invalid label key \"{key}\" in '{term}'"
+        ));
     }
     Ok(key.to_owned())
 }
@@ -118,7 +142,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{text}'; can't understand '{term}'"));
+                return Err(format!(
+                    "invalid selector: '{text}'; can't understand '{term}'"
+                ));
             };
             reqs.push((field.trim().to_owned(), equal, value.trim().to_owned()));
         }
@@ -148,7 +174,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     #[test]

@@ -26,7 +26,12 @@ use crate::{ApiState, User, discovery, rest};
 pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
 
 /// Accepts TLS connections until `shutdown`.
-pub(crate) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, state: Arc<ApiState>, shutdown: CancellationToken) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<ApiState>,
+    shutdown: CancellationToken,
+) {
     let acceptor = TlsAcceptor::from(tls);
     loop {
         let (stream, peer) = tokio::select! {
@@ -45,7 +50,12 @@ pub(crate) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>,
         let state = state.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let tls_stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+            let tls_stream = match tokio::time::timeout(
+                Duration::from_secs(10),
+                acceptor.accept(stream),
+            )
+            .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -66,7 +76,8 @@ pub(crate) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>,
                 async move { Ok::<_, Infallible>(handle(state, cert_user, req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
             tokio::select! {
                 result = connection => {
                     if let Err(e) = result {
@@ -81,7 +92,8 @@ pub(crate) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>,
 
 fn respond(reply: Reply) -> Response<Body> {
     let mut response = Response::new(Body::full(reply.body));
-    *response.status_mut() = StatusCode::from_u16(reply.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(reply.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(v) = HeaderValue::from_str(&reply.content_type) {
         response.headers_mut().insert(http::header::CONTENT_TYPE, v);
     }
@@ -95,29 +107,59 @@ fn respond(reply: Reply) -> Response<Body> {
 }
 
 fn text(code: u16, body: &str, content_type: &'static str) -> Reply {
-    Reply { code, body: Bytes::from(body.to_owned()), content_type: content_type.into(), warnings: Vec::new() }
+    Reply {
+        code,
+        body: Bytes::from(body.to_owned()),
+        content_type: content_type.into(),
+        warnings: Vec::new(),
+    }
 }
 
 fn accepts_json(req: &Request<Incoming>) -> bool {
-    let accept: Vec<&str> = req.headers().get_all(http::header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
-    accept.is_empty() || accept.iter().flat_map(|v| v.split(',')).any(|m| m.contains("json") || m.contains("*/*"))
+    let accept: Vec<&str> = req
+        .headers()
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    accept.is_empty()
+        || accept
+            .iter()
+            .flat_map(|v| v.split(','))
+            .any(|m| m.contains("json") || m.contains("*/*"))
 }
 
 fn bearer(req: &Request<Incoming>) -> Option<&str> {
-    let value = req.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = req
+        .headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
-async fn handle(state: Arc<ApiState>, cert_user: Option<User>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: Arc<ApiState>,
+    cert_user: Option<User>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let path = req.uri().path().to_owned();
     let target = parse_path(&path);
-    let mut labels = RequestLabels { verb: req.method().as_str().to_owned(), scope: "cluster", ..Default::default() };
+    let mut labels = RequestLabels {
+        verb: req.method().as_str().to_owned(),
+        scope: "cluster",
+        ..Default::default()
+    };
 
     // Anonymous requests may only ask for health and version, as kube-apiserver's default RBAC allows.
-    let public = matches!(path.as_str(), "/healthz" | "/livez" | "/readyz" | "/version")
-        || path.starts_with("/healthz/")
+    let public = matches!(
+        path.as_str(),
+        "/healthz" | "/livez" | "/readyz" | "/version"
+    ) || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/");
     let user = match bearer(&req) {
@@ -127,7 +169,10 @@ async fn handle(state: Arc<ApiState>, cert_user: Option<User>, req: Request<Inco
     let response = match (user, public) {
         (None, false) => respond(Reply::error(&ApiError::unauthorized())),
         (user, _) => {
-            let user = user.unwrap_or_else(|| User { name: "system:anonymous".into(), groups: vec!["system:unauthenticated".into()] });
+            let user = user.unwrap_or_else(|| User {
+                name: "system:anonymous".into(),
+                groups: vec!["system:unauthenticated".into()],
+            });
             route(&state, &user, req, target, &mut labels).await
         }
     };
@@ -139,15 +184,27 @@ async fn handle(state: Arc<ApiState>, cert_user: Option<User>, req: Request<Inco
     response
 }
 
-async fn route(state: &Arc<ApiState>, user: &User, req: Request<Incoming>, target: Target, labels: &mut RequestLabels) -> Response<Body> {
+async fn route(
+    state: &Arc<ApiState>,
+    user: &User,
+    req: Request<Incoming>,
+    target: Target,
+    labels: &mut RequestLabels,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let get = req.method() == Method::GET;
     match target {
-        Target::CoreVersions if get => respond(discovery::core_versions(req.headers(), &state.advertise.to_string())),
+        Target::CoreVersions if get => respond(discovery::core_versions(
+            req.headers(),
+            &state.advertise.to_string(),
+        )),
         Target::Groups if get => respond(discovery::groups_list(req.headers())),
-        Target::Group(group) if get => respond(discovery::group(&group).unwrap_or_else(|| Reply::error(&ApiError::path_not_found()))),
+        Target::Group(group) if get => respond(
+            discovery::group(&group).unwrap_or_else(|| Reply::error(&ApiError::path_not_found())),
+        ),
         Target::Resources { group, version } if get => respond(
-            discovery::resource_list(&group, &version).unwrap_or_else(|| Reply::error(&ApiError::path_not_found())),
+            discovery::resource_list(&group, &version)
+                .unwrap_or_else(|| Reply::error(&ApiError::path_not_found())),
         ),
         Target::Resource(resource_path) => {
             labels.group = resource_path.group.clone();
@@ -178,23 +235,38 @@ fn non_resource(state: &Arc<ApiState>, req: &Request<Incoming>, path: &str) -> R
             if *state.ready.borrow() && state.booted.load(std::sync::atomic::Ordering::SeqCst) {
                 text(200, "ok", "text/plain; charset=utf-8")
             } else {
-                text(500, "[-]informer-sync failed: reason withheld\nreadyz check failed", "text/plain; charset=utf-8")
+                text(
+                    500,
+                    "[-]informer-sync failed: reason withheld\nreadyz check failed",
+                    "text/plain; charset=utf-8",
+                )
             }
         }
-        "/version" => Reply::json(200, &json!({
-            "major": "1",
-            "minor": "33",
-            "gitVersion": format!("v1.33.0+capstan-{}", env!("CARGO_PKG_VERSION")),
-            "gitCommit": "capstan",
-            "gitTreeState": "clean",
-            "buildDate": "1970-01-01T00:00:00Z",
-            "goVersion": "rust",
-            "compiler": "rustc",
-            "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
-        })),
-        "/metrics" => text(200, &state.metrics.render(), "text/plain; version=0.0.4; charset=utf-8"),
+        "/version" => Reply::json(
+            200,
+            &json!({
+                "major": "1",
+                "minor": "33",
+                "gitVersion": format!("v1.33.0+capstan-{}", env!("CARGO_PKG_VERSION")),
+                "gitCommit": "capstan",
+                "gitTreeState": "clean",
+                "buildDate": "1970-01-01T00:00:00Z",
+                "goVersion": "rust",
+                "compiler": "rustc",
+                "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+            }),
+        ),
+        "/metrics" => text(
+            200,
+            &state.metrics.render(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
         // kubectl asks for v2 only as protobuf, which is not served: 406 makes it fall back to v3.
-        "/openapi/v2" if !accepts_json(req) => Reply::error(&ApiError::new(406, "NotAcceptable", "only application/json is served for /openapi/v2")),
+        "/openapi/v2" if !accepts_json(req) => Reply::error(&ApiError::new(
+            406,
+            "NotAcceptable",
+            "only application/json is served for /openapi/v2",
+        )),
         "/openapi/v2" => Reply {
             code: 200,
             body: Bytes::copy_from_slice(state.openapi.v2()),
@@ -212,14 +284,25 @@ fn non_resource(state: &Arc<ApiState>, req: &Request<Incoming>, path: &str) -> R
                 && let Some((doc, _hash)) = state.openapi.v3_group(group_path)
             {
                 let _ = query;
-                return Reply { code: 200, body: Bytes::copy_from_slice(doc), content_type: "application/json".into(), warnings: Vec::new() };
+                return Reply {
+                    code: 200,
+                    body: Bytes::copy_from_slice(doc),
+                    content_type: "application/json".into(),
+                    warnings: Vec::new(),
+                };
             }
             Reply::error(&ApiError::path_not_found())
         }
     }
 }
 
-async fn resource(state: &Arc<ApiState>, user: &User, req: Request<Incoming>, path: crate::request::ResourcePath, labels: &mut RequestLabels) -> Response<Body> {
+async fn resource(
+    state: &Arc<ApiState>,
+    user: &User,
+    req: Request<Incoming>,
+    path: crate::request::ResourcePath,
+    labels: &mut RequestLabels,
+) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let query = Query::parse(parts.uri.query());
     let verb = match (&parts.method, path.name.is_some()) {
@@ -247,12 +330,23 @@ async fn resource(state: &Arc<ApiState>, user: &User, req: Request<Incoming>, pa
         Some(sub) => format!("{}/{sub}", path.resource),
         None => path.resource.clone(),
     };
-    if !state.authorizer.authorize(user, verb, &path.group, &resource_name, path.namespace.as_deref(), path.name.as_deref()) {
+    if !state.authorizer.authorize(
+        user,
+        verb,
+        &path.group,
+        &resource_name,
+        path.namespace.as_deref(),
+        path.name.as_deref(),
+    ) {
         let scope = match &path.namespace {
             Some(ns) => format!(" in the namespace \"{ns}\""),
             None => " at the cluster scope".into(),
         };
-        let group = if path.group.is_empty() { "\"\"".into() } else { format!("\"{}\"", path.group) };
+        let group = if path.group.is_empty() {
+            "\"\"".into()
+        } else {
+            format!("\"{}\"", path.group)
+        };
         return respond(Reply::error(&ApiError::forbidden(format!(
             "{} is forbidden: User \"{}\" cannot {verb} resource \"{resource_name}\" in API group {group}{scope}",
             path.resource, user.name
@@ -261,7 +355,10 @@ async fn resource(state: &Arc<ApiState>, user: &User, req: Request<Incoming>, pa
     let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            let error = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            let error = if e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 ApiError::too_large(MAX_BODY)
             } else {
                 ApiError::bad_request(format!("error reading request body: {e}"))
@@ -269,15 +366,29 @@ async fn resource(state: &Arc<ApiState>, user: &User, req: Request<Incoming>, pa
             return respond(Reply::error(&error));
         }
     };
-    let request = rest::Request { state, user, method: parts.method, path, query, headers: parts.headers, body };
+    let request = rest::Request {
+        state,
+        user,
+        method: parts.method,
+        path,
+        query,
+        headers: parts.headers,
+        body,
+    };
     match rest::serve(request).await {
         Output::Reply(reply) => respond(reply),
-        Output::Stream { content_type, chunks } => {
+        Output::Stream {
+            content_type,
+            chunks,
+        } => {
             let mut response = Response::new(Body::Stream(chunks));
             if let Ok(v) = HeaderValue::from_str(&content_type) {
                 response.headers_mut().insert(http::header::CONTENT_TYPE, v);
             }
-            response.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+            response.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, private"),
+            );
             response
         }
     }

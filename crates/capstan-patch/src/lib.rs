@@ -16,6 +16,7 @@ mod strategic;
 
 pub use json_patch::json_patch;
 pub use merge_patch::merge_patch;
+pub use meta::openapi_field_extensions;
 pub use strategic::strategic_merge_patch;
 
 /// Why a patch could not be applied.

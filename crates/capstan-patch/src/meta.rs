@@ -376,6 +376,31 @@ fn smp_tag(def: &str, field: &str) -> Option<(Strategy, Option<&'static str>)> {
         .map(|(_, _, s, k)| (*s, *k))
 }
 
+/// The OpenAPI vendor extensions Kubernetes publishes for a field's patch behaviour
+/// (`x-kubernetes-patch-strategy`, `x-kubernetes-patch-merge-key`): with them, kubectl computes the
+/// same strategic merge patches (deletions included) that this crate applies.
+pub fn openapi_field_extensions(definition: &str, field: &str) -> Vec<(String, Value)> {
+    let Some((strategy, merge_key)) = smp_tag(definition, field) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    match strategy {
+        Strategy::Merge => out.push((
+            "x-kubernetes-patch-strategy".to_owned(),
+            Value::from("merge"),
+        )),
+        Strategy::Replace => out.push((
+            "x-kubernetes-patch-strategy".to_owned(),
+            Value::from("replace"),
+        )),
+        Strategy::Default => {}
+    }
+    if let Some(key) = merge_key {
+        out.push(("x-kubernetes-patch-merge-key".to_owned(), Value::from(key)));
+    }
+    out
+}
+
 fn field_meta(def: &str, field: &str, is_list: bool) -> FieldMeta {
     let (strategy, merge_key) = smp_tag(def, field).unwrap_or((Strategy::Default, None));
     let list_type = SSA_LISTS

@@ -148,7 +148,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 /// A continue token that resumes a list of `prefix` after `last_key`, reading at `revision`. Every
 /// engine accepts it; the API server mints it for pages it serves from memory.
 pub fn encode_continue(revision: Revision, last_key: &str) -> String {
-    continuation::Continuation { revision, last_key: last_key.to_owned() }.encode()
+    continuation::Continuation {
+        revision,
+        last_key: last_key.to_owned(),
+    }
+    .encode()
 }
 
 /// Decodes a continue token for a list of `prefix` into its revision and last key.

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use capstan_apiserver::{AdmissionConfig, AllowAuthenticated, ApiServer, ApiServerConfig, ServiceNetwork, Tokens, User};
+use capstan_apiserver::{
+    AdmissionConfig, AllowAuthenticated, ApiServer, ApiServerConfig, ServiceNetwork, Tokens, User,
+};
 use capstan_store::{EtcdStore, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +20,10 @@ use crate::cli::ServerArgs;
 const SERVICE_CIDR: &str = "10.43.0.0/16";
 
 pub(crate) fn run(args: ServerArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("capstan: cannot start the runtime: {e}");
@@ -53,47 +58,77 @@ async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
     match &args.datastore_endpoint {
         None => {
             let dir = args.data_dir.join("db");
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            let store = SqliteStore::open(dir.join("state.db")).context("cannot open the embedded store")?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let store = SqliteStore::open(dir.join("state.db"))
+                .context("cannot open the embedded store")?;
             Ok(Arc::new(store))
         }
         Some(endpoint) => {
-            let endpoints: Vec<String> = endpoint.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
-            let store = EtcdStore::connect(&endpoints).await.with_context(|| format!("cannot connect to etcd at {endpoint}"))?;
+            let endpoints: Vec<String> = endpoint
+                .split(',')
+                .map(|e| e.trim().to_owned())
+                .filter(|e| !e.is_empty())
+                .collect();
+            let store = EtcdStore::connect(&endpoints)
+                .await
+                .with_context(|| format!("cannot connect to etcd at {endpoint}"))?;
             Ok(Arc::new(store))
         }
     }
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 async fn serve(args: ServerArgs) -> Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let advertise = primary_address(args.bind_address);
     let store = open_store(&args).await?;
 
-    let pki = capstan_pki::Pki::load_or_create(&args.data_dir.join("tls")).context("cannot set up the cluster CA")?;
+    let pki = capstan_pki::Pki::load_or_create(&args.data_dir.join("tls"))
+        .context("cannot set up the cluster CA")?;
     let mut sans = vec![hostname(), advertise.to_string()];
     sans.extend(args.tls_san.iter().cloned());
-    let serving = pki.serving_cert(&sans).context("cannot issue the serving certificate")?;
-    let tls = pki.server_tls_config(&serving).context("cannot build the TLS configuration")?;
+    let serving = pki
+        .serving_cert(&sans)
+        .context("cannot issue the serving certificate")?;
+    let tls = pki
+        .server_tls_config(&serving)
+        .context("cannot build the TLS configuration")?;
 
-    let kubeconfig = args.write_kubeconfig.clone().unwrap_or_else(|| args.data_dir.join("admin.kubeconfig"));
+    let kubeconfig = args
+        .write_kubeconfig
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("admin.kubeconfig"));
     write_admin_kubeconfig(&pki, &kubeconfig, args.https_port)?;
 
     let tokens = Arc::new(Tokens::default());
     let token = capstan_pki::load_or_create_join_token(&args.data_dir.join("token"), pki.ca_pem())
         .context("cannot create the join token")?;
     // The join token lets a new node bootstrap (request its client certificate); nothing more.
-    tokens.insert(token.clone(), User::new("system:bootstrap:capstan", ["system:bootstrappers", "system:bootstrappers:capstan"]));
+    tokens.insert(
+        token.clone(),
+        User::new(
+            "system:bootstrap:capstan",
+            ["system:bootstrappers", "system:bootstrappers:capstan"],
+        ),
+    );
     if let Some((_, secret)) = token.split_once("::server:") {
-        tokens.insert(secret.to_owned(), User::new("system:bootstrap:capstan", ["system:bootstrappers"]));
+        tokens.insert(
+            secret.to_owned(),
+            User::new("system:bootstrap:capstan", ["system:bootstrappers"]),
+        );
     }
 
     let address = SocketAddr::new(args.bind_address, args.https_port);
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
     let services = ServiceNetwork::parse(SERVICE_CIDR).context("bad service CIDR")?;
     let server = ApiServer::new(ApiServerConfig {
         listener,
@@ -111,7 +146,9 @@ async fn serve(args: ServerArgs) -> Result<()> {
     .map_err(|e| anyhow::anyhow!("cannot start the API server: {e}"))?;
     tracing::info!(%address, kubeconfig = %kubeconfig.display(), "capstan server listening");
     if !args.disable_agent {
-        tracing::warn!("the local agent (kubelet) is not built yet; running the control plane only");
+        tracing::warn!(
+            "the local agent (kubelet) is not built yet; running the control plane only"
+        );
     }
 
     let shutdown = CancellationToken::new();
@@ -129,7 +166,11 @@ async fn serve(args: ServerArgs) -> Result<()> {
 
 fn write_admin_kubeconfig(pki: &capstan_pki::Pki, path: &Path, port: u16) -> Result<()> {
     let admin = pki
-        .issue_client_cert("admin", &["system:masters"], Duration::from_secs(365 * 24 * 3600))
+        .issue_client_cert(
+            "admin",
+            &["system:masters"],
+            Duration::from_secs(365 * 24 * 3600),
+        )
         .context("cannot issue the admin certificate")?;
     let server = format!("https://127.0.0.1:{port}");
     capstan_pki::write_kubeconfig(path, &server, pki.ca_pem(), &admin)
