@@ -134,6 +134,15 @@ async fn dispatch(req: &Request<'_>) -> ApiResult<Output> {
         return Err(ApiError::path_not_found());
     }
     let ns = namespace.as_deref();
+    if matches!(req.method, Method::POST | Method::PUT) && !req.body.is_empty() {
+        let content_type = req.content_type();
+        if !matches!(
+            content_type,
+            "application/json" | "application/yaml" | "*/*" | ""
+        ) {
+            return Err(ApiError::unsupported_media_type(content_type));
+        }
+    }
     let reply = match (&req.method, name, sub) {
         (&Method::GET, None, None) => {
             if req.path.watch_path || req.query.flag("watch") {
