@@ -141,13 +141,30 @@ pub struct ApiState {
     pub services: ServiceNetwork,
     pub authorizer: Arc<dyn Authorizer>,
     pub tokens: Arc<Tokens>,
-    pub openapi: capstan_openapi::OpenApiDocs,
+    /// Built on first request: most servers never serve them, and they are megabytes.
+    openapi: std::sync::OnceLock<Result<capstan_openapi::OpenApiDocs, String>>,
     metrics: metrics::Metrics,
     /// `host:port` clients are told to reach this server at.
     pub advertise: SocketAddr,
     ready: tokio::sync::watch::Receiver<bool>,
     /// The built-in namespaces and the `kubernetes` Service exist.
     booted: std::sync::atomic::AtomicBool,
+}
+
+impl ApiState {
+    /// The OpenAPI documents, built once on first use.
+    fn openapi(&self) -> Result<&capstan_openapi::OpenApiDocs, ApiError> {
+        self.openapi
+            .get_or_init(|| {
+                capstan_openapi::OpenApiDocs::build_with(
+                    capstan_api::resources(),
+                    &capstan_patch::openapi_field_extensions,
+                )
+                .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| ApiError::internal(format!("openapi: {e}")))
+    }
 }
 
 /// How to run the API server.
@@ -174,13 +191,8 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Prepares the server (builds the OpenAPI documents); `run` starts serving.
+    /// Prepares the server; `run` starts serving.
     pub fn new(config: ApiServerConfig) -> Result<Self, ApiError> {
-        let openapi = capstan_openapi::OpenApiDocs::build_with(
-            capstan_api::resources(),
-            &capstan_patch::openapi_field_extensions,
-        )
-        .map_err(|e| ApiError::internal(format!("openapi: {e}")))?;
         let port = config
             .listener
             .local_addr()
@@ -194,7 +206,7 @@ impl ApiServer {
             services: config.services,
             authorizer: config.authorizer,
             tokens: config.tokens,
-            openapi,
+            openapi: std::sync::OnceLock::new(),
             metrics: metrics::Metrics::default(),
             advertise: SocketAddr::new(config.advertise_address, port),
             ready,

@@ -228,7 +228,6 @@ fn non_resource(state: &Arc<ApiState>, req: &Request<Incoming>, path: &str) -> R
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Reply::error(&ApiError::method_not_allowed());
     }
-    let query = Query::parse(req.uri().query());
     match path {
         "/healthz" | "/livez" => text(200, "ok", "text/plain; charset=utf-8"),
         "/readyz" => {
@@ -267,32 +266,32 @@ fn non_resource(state: &Arc<ApiState>, req: &Request<Incoming>, path: &str) -> R
             "NotAcceptable",
             "only application/json is served for /openapi/v2",
         )),
-        "/openapi/v2" => Reply {
+        _ if path.starts_with("/openapi/") => openapi(state, path),
+        _ => Reply::error(&ApiError::path_not_found()),
+    }
+}
+
+fn openapi(state: &Arc<ApiState>, path: &str) -> Reply {
+    let docs = match state.openapi() {
+        Ok(docs) => docs,
+        Err(e) => return Reply::error(&e),
+    };
+    let body = match path {
+        "/openapi/v2" => Some(docs.v2()),
+        "/openapi/v3" => Some(docs.v3_index()),
+        _ => path
+            .strip_prefix("/openapi/v3/")
+            .and_then(|group| docs.v3_group(group))
+            .map(|(doc, _hash)| doc),
+    };
+    match body {
+        Some(body) => Reply {
             code: 200,
-            body: Bytes::copy_from_slice(state.openapi.v2()),
+            body: Bytes::copy_from_slice(body),
             content_type: "application/json".into(),
             warnings: Vec::new(),
         },
-        "/openapi/v3" => Reply {
-            code: 200,
-            body: Bytes::copy_from_slice(state.openapi.v3_index()),
-            content_type: "application/json".into(),
-            warnings: Vec::new(),
-        },
-        _ => {
-            if let Some(group_path) = path.strip_prefix("/openapi/v3/")
-                && let Some((doc, _hash)) = state.openapi.v3_group(group_path)
-            {
-                let _ = query;
-                return Reply {
-                    code: 200,
-                    body: Bytes::copy_from_slice(doc),
-                    content_type: "application/json".into(),
-                    warnings: Vec::new(),
-                };
-            }
-            Reply::error(&ApiError::path_not_found())
-        }
+        None => Reply::error(&ApiError::path_not_found()),
     }
 }
 
