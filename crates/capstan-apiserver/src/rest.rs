@@ -93,6 +93,11 @@ impl Request<'_> {
         agent.split('/').next().unwrap_or("unknown").to_owned()
     }
 
+    /// A server-side apply request: managedFields come from the apply itself.
+    fn is_apply(&self) -> bool {
+        self.method == Method::PATCH && patch::is_apply(self.content_type())
+    }
+
     fn content_type(&self) -> &str {
         self.headers
             .get(http::header::CONTENT_TYPE)
@@ -665,7 +670,9 @@ pub(crate) async fn create_object(
                 return Err(e);
             }
         }
-        patch::record_update(None, &mut candidate, &req.field_manager(), resource);
+        if !req.is_apply() {
+            patch::record_update(None, &mut candidate, &req.field_manager(), resource);
+        }
         if req.dry_run() {
             return Ok(Reply::json(201, &candidate));
         }
@@ -826,7 +833,9 @@ async fn write(
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, name, &errors));
         }
-        patch::record_update(Some(&old), &mut new, &manager, resource);
+        if !req.is_apply() {
+            patch::record_update(Some(&old), &mut new, &manager, resource);
+        }
 
         // Removing the last finalizer of an object being deleted completes the deletion.
         let deleting = new["metadata"]
@@ -854,9 +863,7 @@ async fn write(
             };
         }
 
-        let mut unchanged_old = old.clone();
-        metadata_mut(&mut unchanged_old).remove("resourceVersion");
-        if new == unchanged_old {
+        if same_content(&new, &old) {
             // A no-op write keeps the resourceVersion, as in Kubernetes.
             return Ok(Reply::json(200, &old));
         }
@@ -902,6 +909,23 @@ async fn write(
         name,
         "too many concurrent writers; please retry",
     ))
+}
+
+/// Whether a write would change nothing but bookkeeping: the resourceVersion, or the timestamps of
+/// managedFields entries whose field sets stayed the same.
+fn same_content(new: &Value, old: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        let meta = metadata_mut(&mut v);
+        meta.remove("resourceVersion");
+        if let Some(entries) = meta.get_mut("managedFields").and_then(Value::as_array_mut) {
+            for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+                entry.remove("time");
+            }
+        }
+        v
+    };
+    strip(new) == strip(old)
 }
 
 /// The object a write of `object` through `sub` produces from `old`.

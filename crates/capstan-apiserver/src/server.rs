@@ -245,8 +245,8 @@ fn non_resource(state: &Arc<ApiState>, req: &Request<Incoming>, path: &str) -> R
             200,
             &json!({
                 "major": "1",
-                "minor": "33",
-                "gitVersion": format!("v1.33.0+capstan-{}", env!("CARGO_PKG_VERSION")),
+                "minor": "32",
+                "gitVersion": format!("v1.32.0+capstan-{}", env!("CARGO_PKG_VERSION")),
                 "gitCommit": "capstan",
                 "gitTreeState": "clean",
                 "buildDate": "1970-01-01T00:00:00Z",
@@ -260,12 +260,9 @@ fn non_resource(state: &Arc<ApiState>, req: &Request<Incoming>, path: &str) -> R
             &state.metrics.render(),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
-        // kubectl asks for v2 only as protobuf, which is not served: 406 makes it fall back to v3.
-        "/openapi/v2" if !accepts_json(req) => Reply::error(&ApiError::new(
-            406,
-            "NotAcceptable",
-            "only application/json is served for /openapi/v2",
-        )),
+        // kubectl asks for v2 only as protobuf, which is not served: a 404 tells it the document
+        // does not exist, so it relies on v3 (a 406 would fail its validation instead).
+        "/openapi/v2" if !accepts_json(req) => Reply::error(&ApiError::path_not_found()),
         _ if path.starts_with("/openapi/") => openapi(state, path),
         _ => Reply::error(&ApiError::path_not_found()),
     }
@@ -365,13 +362,38 @@ async fn resource(
             return respond(Reply::error(&error));
         }
     };
+    let mut headers = parts.headers;
+    // Typed Kubernetes clients (kubectl's create commands among them) send protobuf; everything past
+    // this point works on JSON.
+    let is_protobuf = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(capstan_protobuf::MEDIA_TYPE));
+    let body = if is_protobuf && !body.is_empty() {
+        match capstan_protobuf::decode(&body) {
+            Ok(value) => {
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+            }
+            Err(e) => {
+                return respond(Reply::error(&ApiError::bad_request(format!(
+                    "error decoding protobuf request body: {e}"
+                ))));
+            }
+        }
+    } else {
+        body
+    };
     let request = rest::Request {
         state,
         user,
         method: parts.method,
         path,
         query,
-        headers: parts.headers,
+        headers,
         body,
     };
     match rest::serve(request).await {

@@ -1,0 +1,142 @@
+//! End-to-end: `kubectl get -w` sees every change another kubectl makes, in order.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Cluster, Spawned};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Waits until the watch has printed its initial list (`lines` lines): from then on kubectl watches
+/// from the list's resourceVersion, so every later change must show up as an event.
+fn settle(watch: &Spawned, lines: usize) -> Vec<String> {
+    watch.lines_until(WAIT, |l| l.len() >= lines)
+}
+
+fn create_cm(k: &Cluster, ns: &str, name: &str, value: &str) {
+    k.ok_stdin(
+        &["create", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","namespace":"{ns}"}},"data":{{"k":"{value}"}}}}"#
+        ),
+    );
+}
+
+#[test]
+fn watch_with_events_sees_added_modified_deleted() {
+    let k = Cluster::start();
+    k.create_namespace("w");
+    create_cm(&k, "w", "sentinel", "x");
+    let watch = k.spawn_lines(&["get", "cm", "-n", "w", "-w", "--output-watch-events"]);
+    let mut lines = settle(&watch, 2);
+
+    create_cm(&k, "w", "c1", "v1");
+    k.ok(&[
+        "patch",
+        "cm",
+        "c1",
+        "-n",
+        "w",
+        "-p",
+        r#"{"data":{"k":"v2","j":"x"}}"#,
+    ]);
+    k.ok(&["delete", "cm", "c1", "-n", "w"]);
+
+    lines.extend(watch.lines_until(WAIT, |l| l.len() >= 3));
+    let events: Vec<Vec<&str>> = lines
+        .iter()
+        .map(|l| l.split_whitespace().take(3).collect())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            vec!["EVENT", "NAME", "DATA"],
+            vec!["ADDED", "sentinel", "1"],
+            vec!["ADDED", "c1", "1"],
+            vec!["MODIFIED", "c1", "2"],
+            vec!["DELETED", "c1", "2"],
+        ],
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn watch_jsonpath_prints_each_state_in_order() {
+    let k = Cluster::start();
+    k.create_namespace("w");
+    create_cm(&k, "w", "before", "old");
+    let watch = k.spawn_lines(&[
+        "get",
+        "cm",
+        "-n",
+        "w",
+        "-w",
+        "-o",
+        r#"jsonpath={.metadata.name}={.data.k}{"\n"}"#,
+    ]);
+    // The watch starts with the current list.
+    let initial = settle(&watch, 1);
+    assert_eq!(initial, ["before=old"]);
+
+    create_cm(&k, "w", "c1", "v1");
+    for value in ["v2", "v3"] {
+        k.ok(&[
+            "patch",
+            "cm",
+            "c1",
+            "-n",
+            "w",
+            "-p",
+            &format!(r#"{{"data":{{"k":"{value}"}}}}"#),
+        ]);
+    }
+    k.ok(&["delete", "cm", "c1", "-n", "w"]);
+    // A change in another namespace is not seen.
+    create_cm(&k, "default", "elsewhere", "x");
+    k.ok(&[
+        "patch",
+        "cm",
+        "before",
+        "-n",
+        "w",
+        "-p",
+        r#"{"data":{"k":"new"}}"#,
+    ]);
+
+    let lines = watch.lines_until(WAIT, |l| l.len() >= 5);
+    // The deleted object is printed as it last was.
+    assert_eq!(lines, ["c1=v1", "c1=v2", "c1=v3", "c1=v3", "before=new"]);
+}
+
+#[test]
+fn watch_only_sees_matching_labels() {
+    let k = Cluster::start();
+    k.ok(&[
+        "run",
+        "web0",
+        "--image=x",
+        "--labels=app=web",
+        "--restart=Never",
+    ]);
+    let watch = k.spawn_lines(&["get", "pods", "-l", "app=web", "-w", "-o", "name"]);
+    let initial = settle(&watch, 1);
+    assert_eq!(initial, ["pod/web0"]);
+    k.ok(&[
+        "run",
+        "other",
+        "--image=x",
+        "--labels=app=db",
+        "--restart=Never",
+    ]);
+    k.ok(&[
+        "run",
+        "web1",
+        "--image=x",
+        "--labels=app=web",
+        "--restart=Never",
+    ]);
+    k.ok(&["label", "pod", "web1", "extra=1"]);
+    let lines = watch.lines_until(WAIT, |l| l.len() >= 2);
+    assert_eq!(lines, ["pod/web1", "pod/web1"]);
+}

@@ -1,0 +1,415 @@
+//! End-to-end fixture: the real `capstan server` binary on a free loopback port with a fresh data dir,
+//! driven by the real kubectl (`/usr/bin/kubectl`, or `$CAPSTAN_KUBECTL`).
+//!
+//! Every test starts its own server (nextest runs each test in its own process) and the server is
+//! killed when the [`Cluster`] is dropped. kubectl always runs with `--kubeconfig` pointing at the
+//! admin kubeconfig the server wrote, and with an environment that ignores the user's `KUBECONFIG`
+//! and `~/.kube`, so nothing outside the test leaks in.
+#![allow(dead_code)] // each test binary uses a different part of the fixture
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use capstan_testkit::TempDir;
+
+/// How long the server gets to answer `/readyz`.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The kubectl under test.
+pub(crate) fn kubectl_bin() -> PathBuf {
+    std::env::var_os("CAPSTAN_KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"))
+}
+
+/// A running `capstan server --disable-agent`, killed on drop.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    child: Option<Child>,
+    dir: TempDir,
+    port: u16,
+    kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    /// Starts the server and waits until `kubectl get --raw /readyz` prints `ok`.
+    pub(crate) fn start() -> Cluster {
+        let dir = capstan_testkit::temp_dir().expect("temp dir");
+        let port = capstan_testkit::free_port().expect("free port");
+        let data_dir = dir.path().join("data");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .arg("server")
+            .arg("--disable-agent")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--https-port")
+            .arg(port.to_string())
+            .arg("--bind-address")
+            .arg("127.0.0.1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start capstan server");
+        let mut cluster = Cluster {
+            child: Some(child),
+            kubeconfig: data_dir.join("admin.kubeconfig"),
+            dir,
+            port,
+        };
+        cluster.wait_ready();
+        cluster
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "capstan server exited early ({status}); log:\n{}",
+                    self.server_log()
+                );
+            }
+            if self.kubeconfig.exists() {
+                let out = self.run(&["get", "--raw", "/readyz"]);
+                if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "capstan server not ready after {READY_TIMEOUT:?}; log:\n{}",
+                    self.server_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The temporary directory holding the data dir, the server log and test files.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(crate) fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// What the server wrote to stderr so far.
+    pub(crate) fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Writes `contents` to `name` in the test directory and returns its path.
+    pub(crate) fn write_file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write test file");
+        path
+    }
+
+    /// A kubectl command with the admin kubeconfig and an isolated environment.
+    pub(crate) fn command(&self) -> Command {
+        self.command_with(&self.kubeconfig)
+    }
+
+    /// A kubectl command with another kubeconfig (e.g. one without credentials).
+    pub(crate) fn command_with(&self, kubeconfig: &Path) -> Command {
+        let mut cmd = Command::new(kubectl_bin());
+        cmd.arg("--kubeconfig")
+            .arg(kubeconfig)
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBECTL_EXTERNAL_DIFF")
+            .env_remove("KUBE_EDITOR")
+            .env_remove("EDITOR")
+            // kubectl caches discovery under $HOME/.kube; keep it inside the test directory.
+            .env("HOME", self.dir.path())
+            .env("KUBECACHEDIR", self.dir.path().join("kube-cache"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs kubectl with `args` and returns what it printed, whatever the exit code.
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run kubectl")
+    }
+
+    /// Runs kubectl with `stdin` fed to it.
+    pub(crate) fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        run_with_stdin(self.command(), args, stdin)
+    }
+
+    /// Runs kubectl, asserts it succeeded and returns its stdout.
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        expect_ok(args, self.run(args))
+    }
+
+    /// Runs kubectl with `stdin`, asserts it succeeded and returns its stdout.
+    pub(crate) fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        expect_ok(args, self.run_stdin(args, stdin))
+    }
+
+    /// Runs kubectl, asserts it failed and returns its stderr.
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
+        expect_failure(args, self.run(args))
+    }
+
+    /// Runs kubectl with `stdin`, asserts it failed and returns its stderr.
+    pub(crate) fn fails_stdin(&self, args: &[&str], stdin: &str) -> String {
+        expect_failure(args, self.run_stdin(args, stdin))
+    }
+
+    /// `kubectl apply -f -` of `yaml`, asserted to succeed; returns stdout.
+    pub(crate) fn apply_stdin(&self, yaml: &str) -> String {
+        self.ok_stdin(&["apply", "-f", "-"], yaml)
+    }
+
+    /// Creates a namespace through `kubectl create -f -` (JSON body).
+    pub(crate) fn create_namespace(&self, name: &str) {
+        let out = self.ok_stdin(
+            &["create", "-f", "-"],
+            &format!("{{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{{\"name\":\"{name}\"}}}}"),
+        );
+        assert_eq!(out.trim(), format!("namespace/{name} created"));
+    }
+
+    /// `kubectl get -o jsonpath=...` of one object.
+    pub(crate) fn jsonpath(&self, args: &[&str], path: &str) -> String {
+        let flag = format!("-o=jsonpath={path}");
+        let mut all: Vec<&str> = vec!["get"];
+        all.extend_from_slice(args);
+        all.push(&flag);
+        self.ok(&all)
+    }
+
+    /// `kubectl get -o json` of one object, parsed.
+    pub(crate) fn get_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all: Vec<&str> = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        let text = self.ok(&all);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("kubectl printed bad JSON ({e}):\n{text}"))
+    }
+
+    /// Asserts the server still serves: `kubectl get ns` lists `default`.
+    pub(crate) fn assert_serving(&self) {
+        let out = self.ok(&["get", "ns", "-o", "name"]);
+        assert!(
+            out.lines().any(|l| l == "namespace/default"),
+            "server no longer lists namespaces:\n{out}"
+        );
+    }
+
+    /// Starts a long-running kubectl (e.g. a watch) whose stdout lines arrive on the returned channel.
+    pub(crate) fn spawn_lines(&self, args: &[&str]) -> Spawned {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        let stdout: ChildStdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Spawned { child, lines: rx }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A kubectl left running (a watch), killed on drop.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Spawned {
+    /// Collects stdout lines until `done` holds for the lines so far or `timeout` passes.
+    pub(crate) fn lines_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        while !done(&lines) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        lines
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_with_stdin(mut cmd: Command, args: &[&str], stdin: &str) -> Output {
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl");
+    let mut pipe = child.stdin.take().expect("piped stdin");
+    let input = stdin.to_owned();
+    // Write from a thread: a large body must not deadlock against kubectl's own output.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("wait for kubectl");
+    let _ = writer.join();
+    out
+}
+
+fn describe(args: &[&str], out: &Output) -> String {
+    format!(
+        "kubectl {}\nexit: {}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn expect_ok(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "expected success:\n{}",
+        describe(args, &out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn expect_failure(args: &[&str], out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected failure:\n{}",
+        describe(args, &out)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts `haystack` contains `needle`, showing both on failure.
+#[track_caller]
+pub(crate) fn assert_contains(haystack: &str, needle: &str) {
+    assert!(
+        haystack.contains(needle),
+        "expected to find {needle:?} in:\n{haystack}"
+    );
+}
+
+/// The rows of a kubectl table (after the header), split on whitespace.
+pub(crate) fn table_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+/// The demo application of the basic scenarios: a namespace, a ConfigMap, a Secret, a Deployment with
+/// two env vars and a Service. `replicas` and `with_color` vary it for re-apply tests.
+pub(crate) fn app_manifest(ns: &str, replicas: u32, with_color: bool) -> String {
+    let color = if with_color {
+        "        - name: COLOR\n          value: blue\n"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+  namespace: {ns}
+data:
+  greeting: hello
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-secret
+  namespace: {ns}
+type: Opaque
+data:
+  password: czNjcmV0
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: {ns}
+  labels:
+    app: web
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        env:
+        - name: MODE
+          value: production
+{color}        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: {ns}
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 80
+"
+    )
+}
