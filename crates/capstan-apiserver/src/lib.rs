@@ -23,6 +23,8 @@ pub mod request;
 mod rest;
 pub mod selectors;
 mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
