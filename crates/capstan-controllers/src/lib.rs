@@ -1,0 +1,62 @@
+//! The controller manager: one module per controller, each level-triggered on kube-runtime (watch,
+//! reflector cache, work queue, `reconcile(object) -> Action`), talking to the API server only.
+//!
+//! Controllers never depend on the scheduler, kubelet or proxy: they meet only through API objects.
+//! The binary runs [`run_all`] while it holds the controller-manager lease.
+
+mod deployment;
+mod endpoints;
+mod garbage_collector;
+mod namespace;
+mod node_lifecycle;
+mod replicaset;
+mod serviceaccount;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+/// Settings shared by the controllers.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// How long a node may go without a heartbeat before it is NotReady (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            node_monitor_grace_period: Duration::from_secs(40),
+        }
+    }
+}
+
+/// What every controller gets.
+#[derive(Clone)]
+pub struct Context {
+    pub client: kube::Client,
+    pub config: ControllerConfig,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// Runs every controller until `shutdown` is cancelled.
+pub async fn run_all(client: kube::Client, config: ControllerConfig, shutdown: CancellationToken) {
+    let ctx = Arc::new(Context { client, config });
+    tokio::join!(
+        replicaset::run(ctx.clone(), shutdown.clone()),
+        deployment::run(ctx.clone(), shutdown.clone()),
+        namespace::run(ctx.clone(), shutdown.clone()),
+        garbage_collector::run(ctx.clone(), shutdown.clone()),
+        serviceaccount::run(ctx.clone(), shutdown.clone()),
+        endpoints::run(ctx.clone(), shutdown.clone()),
+        node_lifecycle::run(ctx.clone(), shutdown.clone()),
+    );
+}
