@@ -6,6 +6,7 @@ use k8s_openapi::api::{
     certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
     discovery::v1 as discovery, policy::v1 as policy, rbac::v1 as rbac,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use serde_json::Value;
 
 /// Whether objects live in a namespace.
@@ -257,6 +258,10 @@ static RESOURCES: &[ResourceInfo] = &[
     resource!(certificates::CertificateSigningRequest, "certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", Cluster,
         short: ["csr"], categories: &[], verbs: CRUD,
         subresources: [STATUS, Subresource { name: "approval", gvk: None, verbs: &["get", "patch", "update"] }]),
+    // apiextensions.k8s.io/v1: stored so that clients can list and create definitions (kubectl looks
+    // here for unknown kinds); custom resources themselves are not served yet.
+    resource!(apiextensions::CustomResourceDefinition, "apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", Cluster,
+        short: ["crd", "crds"], categories: &[], verbs: CRUD, subresources: [STATUS]),
     // authentication.k8s.io/v1 and authorization.k8s.io/v1: request-only kinds
     resource!(authn::SelfSubjectReview, "authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", Cluster,
         short: [], categories: &[], verbs: CREATE_ONLY, subresources: [], stored: false),

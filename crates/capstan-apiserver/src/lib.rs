@@ -145,6 +145,8 @@ pub struct ApiState {
     pub tokens: Arc<Tokens>,
     /// Built on first request: most servers never serve them, and they are megabytes.
     openapi: std::sync::OnceLock<Result<capstan_openapi::OpenApiDocs, String>>,
+    /// The v2 document in gnostic protobuf, as kubectl asks for it; built on first request.
+    openapi_v2_protobuf: std::sync::OnceLock<Result<bytes::Bytes, String>>,
     metrics: metrics::Metrics,
     /// `host:port` clients are told to reach this server at.
     pub advertise: SocketAddr,
@@ -166,6 +168,21 @@ impl ApiState {
             })
             .as_ref()
             .map_err(|e| ApiError::internal(format!("openapi: {e}")))
+    }
+}
+
+impl ApiState {
+    fn openapi_v2_protobuf(&self) -> Result<&bytes::Bytes, ApiError> {
+        let docs = self.openapi()?;
+        self.openapi_v2_protobuf
+            .get_or_init(|| {
+                let json: Value = serde_json::from_slice(docs.v2()).map_err(|e| e.to_string())?;
+                capstan_protobuf::encode_openapi_v2(&json)
+                    .map(bytes::Bytes::from)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| ApiError::internal(format!("openapi v2: {e}")))
     }
 }
 
@@ -209,6 +226,7 @@ impl ApiServer {
             authorizer: config.authorizer,
             tokens: config.tokens,
             openapi: std::sync::OnceLock::new(),
+            openapi_v2_protobuf: std::sync::OnceLock::new(),
             metrics: metrics::Metrics::default(),
             advertise: SocketAddr::new(config.advertise_address, port),
             ready,

@@ -115,6 +115,29 @@ fn text(code: u16, body: &str, content_type: &'static str) -> Reply {
     }
 }
 
+/// kubectl asks for the v2 document only as gnostic protobuf.
+fn wants_protobuf_openapi(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("com.github.proto-openapi.spec.v2"))
+        && !accepts_json(req)
+}
+
+fn openapi_v2_protobuf(state: &Arc<ApiState>) -> Reply {
+    match state.openapi_v2_protobuf() {
+        Ok(bytes) => Reply {
+            code: 200,
+            body: bytes.clone(),
+            // kube-apiserver's spelling: Go's MIME parser rejects the `@` form clients send.
+            content_type: capstan_protobuf::OPENAPI_V2_MEDIA_TYPE.into(),
+            warnings: Vec::new(),
+        },
+        Err(e) => Reply::error(&e),
+    }
+}
+
 fn accepts_json(req: &Request<Incoming>) -> bool {
     let accept: Vec<&str> = req
         .headers()
@@ -260,9 +283,7 @@ fn non_resource(state: &Arc<ApiState>, req: &Request<Incoming>, path: &str) -> R
             &state.metrics.render(),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
-        // kubectl asks for v2 only as protobuf, which is not served: a 404 tells it the document
-        // does not exist, so it relies on v3 (a 406 would fail its validation instead).
-        "/openapi/v2" if !accepts_json(req) => Reply::error(&ApiError::path_not_found()),
+        "/openapi/v2" if wants_protobuf_openapi(req) => openapi_v2_protobuf(state),
         _ if path.starts_with("/openapi/") => openapi(state, path),
         _ => Reply::error(&ApiError::path_not_found()),
     }

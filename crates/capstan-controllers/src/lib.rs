@@ -8,26 +8,33 @@ mod deployment;
 mod endpoints;
 mod garbage_collector;
 mod namespace;
+mod node_ipam;
 mod node_lifecycle;
 mod replicaset;
 mod serviceaccount;
+mod util;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub use node_ipam::ClusterCidr;
+
 /// Settings shared by the controllers.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
     /// How long a node may go without a heartbeat before it is NotReady (`--node-monitor-grace-period`).
     pub node_monitor_grace_period: Duration,
+    /// Pod addresses: each node gets a block of it (`10.42.0.0/16` in /24s by default, as k3s).
+    pub cluster_cidr: ClusterCidr,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             node_monitor_grace_period: Duration::from_secs(40),
+            cluster_cidr: ClusterCidr::default(),
         }
     }
 }
@@ -58,5 +65,6 @@ pub async fn run_all(client: kube::Client, config: ControllerConfig, shutdown: C
         serviceaccount::run(ctx.clone(), shutdown.clone()),
         endpoints::run(ctx.clone(), shutdown.clone()),
         node_lifecycle::run(ctx.clone(), shutdown.clone()),
+        node_ipam::run(ctx.clone(), shutdown.clone()),
     );
 }

@@ -451,6 +451,7 @@ mod tests {
             client: client.clone(),
             config: crate::ControllerConfig {
                 node_monitor_grace_period: Duration::from_secs(2),
+                ..Default::default()
             },
         });
         let shutdown = CancellationToken::new();

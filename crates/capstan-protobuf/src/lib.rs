@@ -13,11 +13,15 @@
 mod convert;
 mod format;
 mod names;
+mod openapi_v2;
 mod table;
 mod wire;
 
 use serde_json::Value;
 
+pub use crate::openapi_v2::{
+    OPENAPI_V2_MEDIA_TYPE, OPENAPI_V2_MEDIA_TYPE_DEPRECATED, encode_openapi_v2,
+};
 use crate::wire::{LEN, Reader};
 
 /// The media type of Kubernetes protobuf bodies.
@@ -55,6 +59,8 @@ pub enum ProtoError {
     ContentEncoding(String),
     #[error("no protobuf message is known for kind {kind} in {api_version}")]
     UnknownKind { api_version: String, kind: String },
+    #[error("openapi v2 document: {at} {reason}")]
+    OpenApiV2 { at: String, reason: &'static str },
 }
 
 /// Decodes a Kubernetes protobuf body (the magic, then a `runtime.Unknown` envelope holding

@@ -1,5 +1,5 @@
 //! The protobuf wire format: varints, fixed-width numbers and length-delimited slices, read from a
-//! byte slice without trusting it.
+//! byte slice without trusting it ([`Reader`]) and written into a buffer ([`Writer`]).
 
 use crate::ProtoError;
 
@@ -88,6 +88,78 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Builds one message's bytes. Writes every field it is given (callers leave out proto3 defaults
+/// where the upstream encoder would).
+#[derive(Debug, Default)]
+pub(crate) struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn new() -> Self {
+        Writer::default()
+    }
+
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            // The low seven bits, with the continuation bit.
+            self.buf.push((value as u8 & 0x7f) | 0x80);
+            value >>= 7;
+        }
+        self.buf.push(value as u8);
+    }
+
+    fn key(&mut self, tag: u32, wire: u8) {
+        self.varint(u64::from(tag) << 3 | u64::from(wire));
+    }
+
+    /// A varint field: `bool`, `int32`, `int64`, `uint64`, enums (negative numbers take ten bytes).
+    pub(crate) fn uint(&mut self, tag: u32, value: u64) {
+        self.key(tag, VARINT);
+        self.varint(value);
+    }
+
+    pub(crate) fn int64(&mut self, tag: u32, value: i64) {
+        // Two's complement, as protobuf encodes negative int64.
+        self.uint(tag, value as u64);
+    }
+
+    pub(crate) fn bool(&mut self, tag: u32, value: bool) {
+        self.uint(tag, u64::from(value));
+    }
+
+    pub(crate) fn double(&mut self, tag: u32, value: f64) {
+        self.key(tag, FIXED64);
+        self.buf.extend_from_slice(&value.to_bits().to_le_bytes());
+    }
+
+    pub(crate) fn bytes(&mut self, tag: u32, value: &[u8]) {
+        self.key(tag, LEN);
+        self.varint(value.len() as u64);
+        self.buf.extend_from_slice(value);
+    }
+
+    pub(crate) fn string(&mut self, tag: u32, value: &str) {
+        self.bytes(tag, value.as_bytes());
+    }
+
+    /// A nested message field, present even when `build` writes nothing into it.
+    pub(crate) fn message<E>(
+        &mut self,
+        tag: u32,
+        build: impl FnOnce(&mut Writer) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut inner = Writer::new();
+        build(&mut inner)?;
+        self.bytes(tag, &inner.buf);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +228,40 @@ mod tests {
             Reader::new(&[0]).skip(5, 3),
             Err(ProtoError::WireType { tag: 5, wire: 3 })
         ));
+    }
+
+    #[test]
+    fn writer_output_reads_back() {
+        let mut w = Writer::new();
+        w.uint(1, 150);
+        w.int64(2, -1);
+        w.bool(3, true);
+        w.double(4, 1.5);
+        w.string(5, "héllo");
+        w.message(6, |inner| {
+            inner.string(1, "x");
+            Ok::<(), ProtoError>(())
+        })
+        .expect("message");
+        w.message(7, |_| Ok::<(), ProtoError>(()))
+            .expect("empty message");
+        let bytes = w.into_bytes();
+        assert_eq!(&bytes[..3], &[0x08, 0x96, 0x01]);
+        let mut r = Reader::new(&bytes);
+        assert_eq!(r.key().ok(), Some((1, VARINT)));
+        assert_eq!(r.varint().ok(), Some(150));
+        assert_eq!(r.key().ok(), Some((2, VARINT)));
+        assert_eq!(r.varint().ok(), Some(u64::MAX));
+        assert_eq!(r.key().ok(), Some((3, VARINT)));
+        assert_eq!(r.varint().ok(), Some(1));
+        assert_eq!(r.key().ok(), Some((4, FIXED64)));
+        assert_eq!(r.fixed64().ok().map(f64::from_bits), Some(1.5));
+        assert_eq!(r.key().ok(), Some((5, LEN)));
+        assert_eq!(r.bytes().ok(), Some("héllo".as_bytes()));
+        assert_eq!(r.key().ok(), Some((6, LEN)));
+        assert_eq!(r.bytes().ok(), Some(&[0x0a, 1, b'x'][..]));
+        assert_eq!(r.key().ok(), Some((7, LEN)));
+        assert_eq!(r.bytes().ok(), Some(&[][..]));
+        assert!(r.is_empty());
     }
 }
