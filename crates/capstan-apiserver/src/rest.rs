@@ -841,9 +841,14 @@ async fn write(
         let deleting = new["metadata"]
             .get("deletionTimestamp")
             .is_some_and(|t| !t.is_null());
+        // A namespace also waits for its `spec.finalizers` (the namespace controller's "kubernetes").
         let finalizers_left = new["metadata"]["finalizers"]
             .as_array()
-            .is_some_and(|f| !f.is_empty());
+            .is_some_and(|f| !f.is_empty())
+            || (resource.plural == "namespaces"
+                && new["spec"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty()));
         let pod_waiting_for_kubelet = resource.plural == "pods"
             && new["metadata"]["deletionGracePeriodSeconds"]
                 .as_i64()

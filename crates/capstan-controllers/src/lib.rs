@@ -12,6 +12,7 @@ mod node_ipam;
 mod node_lifecycle;
 mod replicaset;
 mod serviceaccount;
+mod util;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,6 +15,7 @@ use capstan_store::{EtcdStore, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServerArgs;
+use crate::leader;
 
 /// The service network, as k3s defaults it.
 const SERVICE_CIDR: &str = "10.43.0.0/16";
@@ -158,10 +159,70 @@ async fn serve(args: ServerArgs) -> Result<()> {
         tracing::info!("shutting down");
         signal.cancel();
     });
-    server.run(shutdown.clone()).await;
+    let api = tokio::spawn(server.run(shutdown.clone()));
+
+    // Scheduler and controllers are API clients like any other, each behind its own Lease.
+    let loopback = if args.bind_address.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        args.bind_address
+    };
+    let url = format!("https://{}", SocketAddr::new(loopback, args.https_port));
+    let identity = format!("{}_{}", hostname(), std::process::id());
+    let scheduler_client = component_client(&pki, &url, "system:kube-scheduler").await?;
+    let controllers_client = component_client(&pki, &url, "system:kube-controller-manager").await?;
+    let controller_config = capstan_controllers::ControllerConfig {
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        ..Default::default()
+    };
+    let scheduler = leader::run_elected(
+        scheduler_client.clone(),
+        "kube-scheduler",
+        identity.clone(),
+        shutdown.clone(),
+        move |stop| {
+            let scheduler = capstan_scheduler::Scheduler::new(
+                scheduler_client.clone(),
+                capstan_scheduler::SchedulerOptions::default(),
+            );
+            scheduler.run(stop)
+        },
+    );
+    let controllers = leader::run_elected(
+        controllers_client.clone(),
+        "kube-controller-manager",
+        identity,
+        shutdown.clone(),
+        move |stop| {
+            capstan_controllers::run_all(
+                controllers_client.clone(),
+                controller_config.clone(),
+                stop,
+            )
+        },
+    );
+    tokio::join!(scheduler, controllers);
+    let _ = api.await;
     // Give in-flight store writes a moment to be acknowledged before the process exits.
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(())
+}
+
+/// A client of the local API server authenticated as `user` by a client certificate.
+async fn component_client(pki: &capstan_pki::Pki, url: &str, user: &str) -> Result<kube::Client> {
+    let cert = pki
+        .issue_client_cert(user, &[], Duration::from_secs(365 * 24 * 3600))
+        .with_context(|| format!("cannot issue the certificate of {user}"))?;
+    let yaml = capstan_pki::kubeconfig_yaml(url, pki.ca_pem(), &cert);
+    let kubeconfig =
+        kube::config::Kubeconfig::from_yaml(&yaml).context("bad component kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .context("bad component kubeconfig")?;
+    kube::Client::try_from(config).context("cannot build an API client")
 }
 
 fn write_admin_kubeconfig(pki: &capstan_pki::Pki, path: &Path, port: u16) -> Result<()> {
