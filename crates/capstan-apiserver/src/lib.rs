@@ -2,10 +2,11 @@
 //!
 //! It owns HTTP and TLS serving, authentication (x509 client certificates, bearer tokens) and the
 //! authorization hook, the REST verbs with Kubernetes semantics (`rest`), the watch cache that serves
-//! LIST and WATCH from memory (`cache`), discovery, OpenAPI, Table output and metrics.
+//! LIST and WATCH from memory (`cache`), discovery, OpenAPI, Table output and metrics. Pod logs,
+//! exec, attach and port-forward are proxied to the pod's kubelet (`proxy`, via `capstan-streams`).
 //!
 //! It depends on `capstan-api` (what resources are), `capstan-store` (where they live), `capstan-patch`,
-//! `capstan-printers` and `capstan-openapi`. No other component may touch the store: scheduler,
+//! `capstan-printers`, `capstan-openapi` and `capstan-streams`. No other component may touch the store: scheduler,
 //! controllers and kubelets are clients of this server.
 
 mod body;
@@ -18,6 +19,7 @@ mod metrics;
 mod network;
 mod objects;
 mod patch;
+mod proxy;
 mod render;
 pub mod request;
 mod rest;
@@ -153,6 +155,8 @@ pub struct ApiState {
     ready: tokio::sync::watch::Receiver<bool>,
     /// The built-in namespaces and the `kubernetes` Service exist.
     booted: std::sync::atomic::AtomicBool,
+    /// Client TLS for reaching kubelets (pod logs, exec, attach, port-forward).
+    kubelet_client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ApiState {
@@ -198,6 +202,10 @@ pub struct ApiServerConfig {
     pub tokens: Arc<Tokens>,
     /// The address other components and the `kubernetes` Service use to reach this server.
     pub advertise_address: IpAddr,
+    /// How this server reaches kubelets for pod logs, exec, attach and port-forward: trusts the
+    /// cluster CA (kubelet serving certificates) and presents this server's kubelet client
+    /// certificate. Without it those requests fail with a dial error.
+    pub kubelet_client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A running API server.
@@ -231,6 +239,7 @@ impl ApiServer {
             advertise: SocketAddr::new(config.advertise_address, port),
             ready,
             booted: std::sync::atomic::AtomicBool::new(false),
+            kubelet_client_tls: config.kubelet_client_tls,
         });
         Ok(Self {
             state,

@@ -343,6 +343,10 @@ async fn resource(
         _ => "DELETE",
     }
     .into();
+    if crate::proxy::is_pod_stream(&path) {
+        // kube-apiserver counts these as CONNECT.
+        labels.verb = "CONNECT".into();
+    }
     let resource_name = match &path.subresource {
         Some(sub) => format!("{}/{sub}", path.resource),
         None => path.resource.clone(),
@@ -368,6 +372,12 @@ async fn resource(
             "{} is forbidden: User \"{}\" cannot {verb} resource \"{resource_name}\" in API group {group}{scope}",
             path.resource, user.name
         ))));
+    }
+    if crate::proxy::is_pod_stream(&path) {
+        return match crate::proxy::serve(state, parts, body, &path, &query).await {
+            Ok(response) => response,
+            Err(error) => respond(Reply::error(&error)),
+        };
     }
     let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),

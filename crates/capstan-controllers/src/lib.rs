@@ -4,6 +4,7 @@
 //! Controllers never depend on the scheduler, kubelet or proxy: they meet only through API objects.
 //! The binary runs [`run_all`] while it holds the controller-manager lease.
 
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod garbage_collector;
@@ -12,6 +13,7 @@ mod node_ipam;
 mod node_lifecycle;
 mod replicaset;
 mod serviceaccount;
+mod statefulset;
 mod util;
 
 use std::sync::Arc;
@@ -66,5 +68,7 @@ pub async fn run_all(client: kube::Client, config: ControllerConfig, shutdown: C
         endpoints::run(ctx.clone(), shutdown.clone()),
         node_lifecycle::run(ctx.clone(), shutdown.clone()),
         node_ipam::run(ctx.clone(), shutdown.clone()),
+        statefulset::run(ctx.clone(), shutdown.clone()),
+        daemonset::run(ctx.clone(), shutdown.clone()),
     );
 }

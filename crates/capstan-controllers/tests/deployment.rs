@@ -3,7 +3,7 @@
 //! respects maxUnavailable at every observed step, rollback reusing the old ReplicaSet, Recreate,
 //! scaling, pausing, history cleanup, and the status `kubectl rollout status` waits on.
 
-mod workloads;
+mod support;
 
 use std::collections::BTreeMap;
 
@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use serde_json::json;
-use workloads::{Harness, controller_uid, eventually, is_ready, start, template};
+use support::{Harness, controller_uid, eventually, is_ready, start, template};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 

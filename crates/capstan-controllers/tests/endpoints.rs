@@ -1,78 +1,16 @@
 //! The endpoint and endpointslice controllers on a TestCluster: Endpoints and EndpointSlices as
 //! kube writes them, from a service and pods whose status the test sets (there is no kubelet).
 
-use std::future::Future;
+mod support;
+
 use std::time::Duration;
 
-use capstan_apiserver::testing::TestCluster;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::Kubeconfig;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-
-struct Harness {
-    _cluster: TestCluster,
-    client: kube::Client,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start() -> Harness {
-    let cluster = TestCluster::start().await;
-    let kubeconfig = Kubeconfig::from_yaml(&cluster.admin_kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("client config");
-    let client = kube::Client::try_from(config).expect("client");
-    let shutdown = CancellationToken::new();
-    tokio::spawn(capstan_controllers::run_all(
-        client.clone(),
-        capstan_controllers::ControllerConfig::default(),
-        shutdown.clone(),
-    ));
-    Harness {
-        _cluster: cluster,
-        client,
-        shutdown,
-    }
-}
-
-/// Polls `check` until it yields a value, for at most 20 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn create<K>(api: &Api<K>, value: serde_json::Value) -> K
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let object: K = serde_json::from_value(value).expect("object");
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("create")
-}
+use support::{create, eventually, start};
 
 async fn node(client: &kube::Client, name: &str) {
     create(

@@ -1,84 +1,14 @@
 //! The namespace controller on a TestCluster: deleting a namespace removes its content, then the
 //! namespace itself; content that lingers keeps the namespace Terminating with kube's conditions.
 
-use std::future::Future;
+mod support;
+
 use std::time::Duration;
 
-use capstan_apiserver::testing::TestCluster;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::Kubeconfig;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-
-struct Harness {
-    _cluster: TestCluster,
-    client: kube::Client,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn start() -> Harness {
-    let cluster = TestCluster::start().await;
-    let kubeconfig = Kubeconfig::from_yaml(&cluster.admin_kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("client config");
-    let client = kube::Client::try_from(config).expect("client");
-    let shutdown = CancellationToken::new();
-    tokio::spawn(capstan_controllers::run_all(
-        client.clone(),
-        capstan_controllers::ControllerConfig::default(),
-        shutdown.clone(),
-    ));
-    Harness {
-        _cluster: cluster,
-        client,
-        shutdown,
-    }
-}
-
-/// Polls `check` until it yields a value, for at most 20 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn create<K>(api: &Api<K>, value: serde_json::Value) -> K
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-{
-    let object: K = serde_json::from_value(value).expect("object");
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("create")
-}
-
-async fn create_namespace(client: &kube::Client, name: &str) {
-    create(
-        &Api::<Namespace>::all(client.clone()),
-        json!({"metadata": {"name": name}}),
-    )
-    .await;
-}
+use support::{create, create_namespace, eventually, start};
 
 #[tokio::test]
 async fn deleting_a_namespace_removes_its_content_then_the_namespace() {

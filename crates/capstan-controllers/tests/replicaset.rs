@@ -2,13 +2,13 @@
 //! references, scaling both ways (not-ready pods deleted first), replacement of deleted pods,
 //! adoption and release, and status counts.
 
-mod workloads;
+mod support;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::DeleteParams;
 use serde_json::json;
-use workloads::{Harness, controller_uid, eventually, is_ready, start, template};
+use support::{Harness, controller_uid, eventually, is_ready, start, template};
 
 async fn replicaset(h: &Harness, name: &str, replicas: i32) -> ReplicaSet {
     h.create(json!({

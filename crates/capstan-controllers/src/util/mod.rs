@@ -3,9 +3,11 @@
 //! events. Pure functions over k8s-openapi types; only `events` and `owners` talk to the API server.
 
 pub(crate) mod events;
+pub(crate) mod history;
 pub(crate) mod owners;
 pub(crate) mod pods;
 pub(crate) mod rollout;
+pub(crate) mod scheduling;
 pub(crate) mod selector;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -16,6 +16,42 @@ pub(crate) fn is_active(pod: &Pod) -> bool {
     !matches!(phase, Some("Succeeded" | "Failed")) && pod.metadata.deletion_timestamp.is_none()
 }
 
+/// A pod from `template` (`GetPodFromTemplate`): the template's labels, annotations, finalizers and
+/// spec, in `namespace`, with a controller reference to `owner`. The caller names it.
+pub(crate) fn from_template<K: kube::Resource<DynamicType = ()>>(
+    template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    owner: &K,
+) -> Pod {
+    let meta = template.metadata.clone().unwrap_or_default();
+    Pod {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            namespace: owner.meta().namespace.clone(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![super::owners::new_controller_ref(owner)]),
+            ..Default::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
+/// The pod's phase, if set.
+pub(crate) fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref())
+}
+
+/// Running with the Ready condition True (`isRunningAndReady`).
+pub(crate) fn is_running_and_ready(pod: &Pod) -> bool {
+    phase(pod) == Some("Running") && is_ready(pod)
+}
+
+/// Being deleted.
+pub(crate) fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
 fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
     pod.status
         .as_ref()?

@@ -143,14 +143,10 @@ async fn serve(args: ServerArgs) -> Result<()> {
         authorizer: Arc::new(AllowAuthenticated),
         tokens,
         advertise_address: advertise,
+        kubelet_client_tls: Some(kubelet_client_tls(&pki)?),
     })
     .map_err(|e| anyhow::anyhow!("cannot start the API server: {e}"))?;
     tracing::info!(%address, kubeconfig = %kubeconfig.display(), "capstan server listening");
-    if !args.disable_agent {
-        tracing::warn!(
-            "the local agent (kubelet) is not built yet; running the control plane only"
-        );
-    }
 
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
@@ -169,8 +165,19 @@ async fn serve(args: ServerArgs) -> Result<()> {
     };
     let url = format!("https://{}", SocketAddr::new(loopback, args.https_port));
     let identity = format!("{}_{}", hostname(), std::process::id());
-    let scheduler_client = component_client(&pki, &url, "system:kube-scheduler").await?;
-    let controllers_client = component_client(&pki, &url, "system:kube-controller-manager").await?;
+    let scheduler_client = component_client(&pki, &url, "system:kube-scheduler", &[]).await?;
+    let controllers_client =
+        component_client(&pki, &url, "system:kube-controller-manager", &[]).await?;
+    if !args.disable_agent {
+        let node_name = args.node_name.clone().unwrap_or_else(hostname);
+        let (config, client, tls) = local_agent(&pki, &url, &args, &node_name, advertise).await?;
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = capstan_kubelet::run(config, client, tls, stop).await {
+                tracing::error!(error = %e, "the local agent failed; this server runs no pods");
+            }
+        });
+    }
     let controller_config = capstan_controllers::ControllerConfig {
         node_monitor_grace_period: args.node_monitor_grace_period,
         ..Default::default()
@@ -208,10 +215,52 @@ async fn serve(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-/// A client of the local API server authenticated as `user` by a client certificate.
-async fn component_client(pki: &capstan_pki::Pki, url: &str, user: &str) -> Result<kube::Client> {
+/// The certificate the API server presents to kubelets (logs, exec, port-forward).
+fn kubelet_client_tls(pki: &capstan_pki::Pki) -> Result<Arc<rustls::ClientConfig>> {
     let cert = pki
-        .issue_client_cert(user, &[], Duration::from_secs(365 * 24 * 3600))
+        .issue_client_cert(
+            "kube-apiserver-kubelet-client",
+            &["system:masters"],
+            Duration::from_secs(365 * 24 * 3600),
+        )
+        .context("cannot issue the kubelet client certificate")?;
+    capstan_pki::client_tls_config(pki.ca_pem(), Some(&cert))
+        .context("cannot build the kubelet client TLS configuration")
+}
+
+/// The agent that runs inside `capstan server` (as k3s does): a kubelet for this machine.
+async fn local_agent(
+    pki: &capstan_pki::Pki,
+    url: &str,
+    args: &ServerArgs,
+    node_name: &str,
+    node_ip: IpAddr,
+) -> Result<(
+    capstan_kubelet::KubeletConfig,
+    kube::Client,
+    Arc<rustls::ServerConfig>,
+)> {
+    let user = format!("system:node:{node_name}");
+    let client = component_client(pki, url, &user, &["system:nodes"]).await?;
+    let serving = pki
+        .serving_cert(&[node_name.to_owned(), node_ip.to_string(), hostname()])
+        .context("cannot issue the kubelet serving certificate")?;
+    let tls = pki
+        .server_tls_config(&serving)
+        .context("cannot build the kubelet TLS configuration")?;
+    let config = capstan_kubelet::KubeletConfig::new(node_name, args.data_dir.join("agent"), node_ip);
+    Ok((config, client, tls))
+}
+
+/// A client of the local API server authenticated as `user` by a client certificate.
+async fn component_client(
+    pki: &capstan_pki::Pki,
+    url: &str,
+    user: &str,
+    groups: &[&str],
+) -> Result<kube::Client> {
+    let cert = pki
+        .issue_client_cert(user, groups, Duration::from_secs(365 * 24 * 3600))
         .with_context(|| format!("cannot issue the certificate of {user}"))?;
     let yaml = capstan_pki::kubeconfig_yaml(url, pki.ca_pem(), &cert);
     let kubeconfig =

@@ -1,6 +1,7 @@
-//! Shared support for the ReplicaSet and Deployment tests: a TestCluster with the controllers
-//! running, polling with a deadline, and a stand-in for the kubelet that marks pods Running and
-//! Ready through the `status` subresource.
+//! Shared support for the controller tests: a TestCluster with every controller running
+//! ([`start`], or [`start_with`] for a custom [`ControllerConfig`]), polling with a deadline
+//! ([`eventually`], [`gone`]), object creation, and a stand-in for the kubelet that sets pod
+//! status through the `status` subresource (Running and Ready, Succeeded, Failed).
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -8,6 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use capstan_apiserver::testing::TestCluster;
+use capstan_controllers::ControllerConfig;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::Kubeconfig;
@@ -17,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub const NS: &str = "default";
 
 pub struct Harness {
-    _cluster: TestCluster,
+    pub cluster: TestCluster,
     pub client: kube::Client,
     shutdown: CancellationToken,
 }
@@ -28,21 +30,27 @@ impl Drop for Harness {
     }
 }
 
+/// A TestCluster with every controller running with the default configuration.
 pub async fn start() -> Harness {
+    start_with(ControllerConfig::default()).await
+}
+
+/// A TestCluster with every controller running with `config`.
+pub async fn start_with(config: ControllerConfig) -> Harness {
     let cluster = TestCluster::start().await;
     let kubeconfig = Kubeconfig::from_yaml(&cluster.admin_kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .expect("client config");
-    let client = kube::Client::try_from(config).expect("client");
+    let client = kube::Client::try_from(client_config).expect("client");
     let shutdown = CancellationToken::new();
     tokio::spawn(capstan_controllers::run_all(
         client.clone(),
-        capstan_controllers::ControllerConfig::default(),
+        config,
         shutdown.clone(),
     ));
     Harness {
-        _cluster: cluster,
+        cluster,
         client,
         shutdown,
     }
@@ -190,13 +198,22 @@ pub fn controller_uid(
         .map(|r| r.uid.clone())
 }
 
-/// Polls `check` until it yields a value, for at most 20 s.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// Polls `check` until it yields a value, for at most 30 s (generous: tests share two cores).
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    eventually_within(what, Duration::from_secs(30), check).await
+}
+
+/// Polls `check` until it yields a value, for at most `limit`.
+pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
             return v;
@@ -215,4 +232,86 @@ pub fn template(labels: serde_json::Value, image: &str) -> serde_json::Value {
         "metadata": {"labels": labels},
         "spec": {"containers": [{"name": "web", "image": image}]},
     })
+}
+
+/// Creates `value` (JSON of a `K`) through `api`.
+pub async fn create<K>(api: &Api<K>, value: serde_json::Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(value).expect("object");
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("create")
+}
+
+/// Creates the namespace `name`.
+pub async fn create_namespace(client: &kube::Client, name: &str) {
+    create(
+        &Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()),
+        json!({"metadata": {"name": name}}),
+    )
+    .await;
+}
+
+/// Waits until `name` no longer exists.
+pub async fn gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(&format!("{name} to be deleted"), || async {
+        api.get_opt(name)
+            .await
+            .expect("get")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
+/// Plays kubelet for a pod that ended: `phase` is `Succeeded` or `Failed`, the Ready condition False.
+pub async fn finish_pod(pods: &Api<Pod>, name: &str, phase: &str) {
+    let exit = if phase == "Succeeded" { 0 } else { 1 };
+    let status = json!({"status": {
+        "phase": phase,
+        "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now_rfc3339()}],
+        "containerStatuses": [{"name": "c", "image": "busybox", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": exit, "reason": if exit == 0 { "Completed" } else { "Error" }}}}],
+    }});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap_or_else(|e| panic!("finish {name}: {e}"));
+}
+
+/// Now as RFC 3339, whole seconds.
+pub fn now_rfc3339() -> String {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    format!(
+        "{}",
+        k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
+    )
+}
+
+/// A Ready node with room for pods (there is no kubelet: the test stands in for it).
+pub async fn ready_node(client: &kube::Client, name: &str, labels: serde_json::Value) {
+    let now = now_rfc3339();
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    create(
+        &nodes,
+        json!({"metadata": {"name": name, "labels": labels}}),
+    )
+    .await;
+    nodes
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                    "lastHeartbeatTime": now, "lastTransitionTime": now}],
+            }})),
+        )
+        .await
+        .expect("node status");
 }
