@@ -12,5 +12,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== test images and the local registry" >&2
+bash scripts/images.sh
+
 echo "== cargo nextest" >&2
 cargo nextest run --workspace --locked --no-fail-fast "$@"

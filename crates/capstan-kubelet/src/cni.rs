@@ -35,7 +35,11 @@ pub fn conflist(agent_dir: &Path, pod_cidr: &str) -> serde_json::Value {
 }
 
 /// Writes the conflist atomically (containerd watches the directory).
-pub fn write_conflist(conf_dir: &Path, agent_dir: &Path, pod_cidr: &str) -> Result<(), KubeletError> {
+pub fn write_conflist(
+    conf_dir: &Path,
+    agent_dir: &Path,
+    pod_cidr: &str,
+) -> Result<(), KubeletError> {
     std::fs::create_dir_all(conf_dir).map_err(|e| KubeletError::io(conf_dir, e))?;
     let path = conf_dir.join(format!("10-{NETWORK}.conflist"));
     let body = serde_json::to_vec_pretty(&conflist(agent_dir, pod_cidr))
@@ -55,7 +59,10 @@ mod tests {
     #[test]
     fn conflist_uses_the_pod_cidr_and_our_ipam_dir() {
         let c = conflist(Path::new("/data/agent"), "10.42.3.0/24");
-        assert_eq!(c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.42.3.0/24");
+        assert_eq!(
+            c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+            "10.42.3.0/24"
+        );
         assert_eq!(c["plugins"][0]["ipam"]["dataDir"], "/data/agent/cni-ipam");
         assert_eq!(c["plugins"][1]["type"], "portmap");
     }

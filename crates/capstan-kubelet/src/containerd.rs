@@ -85,7 +85,11 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Cri, KubeletError> {
     let client = Cri::connect(&paths.socket)?;
-    if paths.socket.exists() && cri::wait_ready(&client, Duration::from_millis(300)).await.is_ok() {
+    if paths.socket.exists()
+        && cri::wait_ready(&client, Duration::from_millis(300))
+            .await
+            .is_ok()
+    {
         tracing::info!(socket = %paths.socket.display(), "adopting the running containerd");
         return Ok(client);
     }
@@ -117,7 +121,9 @@ fn spawn(paths: &ContainerdPaths) -> Result<tokio::process::Child, KubeletError>
         .append(true)
         .open(&log_path)
         .map_err(|e| KubeletError::io(&log_path, e))?;
-    let log2 = log.try_clone().map_err(|e| KubeletError::io(&log_path, e))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| KubeletError::io(&log_path, e))?;
     tokio::process::Command::new("containerd")
         .arg("--config")
         .arg(&paths.config)
@@ -125,10 +131,18 @@ fn spawn(paths: &ContainerdPaths) -> Result<tokio::process::Child, KubeletError>
         .stdout(log)
         .stderr(log2)
         .spawn()
-        .map_err(|e| KubeletError::Runtime(format!("cannot start containerd: {e} (is the containerd package installed?)")))
+        .map_err(|e| {
+            KubeletError::Runtime(format!(
+                "cannot start containerd: {e} (is the containerd package installed?)"
+            ))
+        })
 }
 
-async fn supervise(mut child: tokio::process::Child, paths: ContainerdPaths, shutdown: CancellationToken) {
+async fn supervise(
+    mut child: tokio::process::Child,
+    paths: ContainerdPaths,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             status = child.wait() => {
@@ -161,7 +175,10 @@ async fn terminate(child: &mut tokio::process::Child) {
             .arg("-TERM")
             .arg(pid.to_string())
             .status();
-        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
             return;
         }
     }

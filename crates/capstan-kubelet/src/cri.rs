@@ -28,11 +28,14 @@ impl Cri {
             .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
                 let path = path.clone();
                 async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
                 }
             }));
         // Images and logs of big containers exceed tonic's 4 MiB default.
-        let runtime = RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+        let runtime =
+            RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
         let images = ImageServiceClient::new(channel).max_decoding_message_size(64 << 20);
         Ok(Cri { runtime, images })
     }
@@ -42,7 +45,9 @@ impl Cri {
         let v = self
             .runtime
             .clone()
-            .version(cri::VersionRequest { version: "v1".into() })
+            .version(cri::VersionRequest {
+                version: "v1".into(),
+            })
             .await?
             .into_inner();
         Ok((v.runtime_name, v.runtime_version))
@@ -108,7 +113,10 @@ impl Cri {
             .containers)
     }
 
-    pub async fn container_status(&self, id: &str) -> Result<Option<cri::ContainerStatus>, KubeletError> {
+    pub async fn container_status(
+        &self,
+        id: &str,
+    ) -> Result<Option<cri::ContainerStatus>, KubeletError> {
         match self
             .runtime
             .clone()
@@ -124,7 +132,10 @@ impl Cri {
         }
     }
 
-    pub async fn sandbox_status(&self, id: &str) -> Result<Option<cri::PodSandboxStatus>, KubeletError> {
+    pub async fn sandbox_status(
+        &self,
+        id: &str,
+    ) -> Result<Option<cri::PodSandboxStatus>, KubeletError> {
         match self
             .runtime
             .clone()

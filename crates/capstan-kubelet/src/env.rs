@@ -20,14 +20,14 @@ pub(crate) fn expand(input: &str, vars: &[(String, String)]) -> String {
                 i += 2;
                 continue;
             }
-            if bytes[i + 1] == b'(' {
-                if let Some(end) = input[i + 2..].find(')') {
-                    let name = &input[i + 2..i + 2 + end];
-                    if let Some((_, v)) = vars.iter().rev().find(|(k, _)| k == name) {
-                        out.push_str(v);
-                        i += 3 + end;
-                        continue;
-                    }
+            if bytes[i + 1] == b'('
+                && let Some(end) = input[i + 2..].find(')')
+            {
+                let name = &input[i + 2..i + 2 + end];
+                if let Some((_, v)) = vars.iter().rev().find(|(k, _)| k == name) {
+                    out.push_str(v);
+                    i += 3 + end;
+                    continue;
                 }
             }
         }
@@ -54,18 +54,33 @@ async fn secret(k: &Kubelet, ns: &str, name: &str) -> Result<Option<Secret>, Str
 
 /// The service variables for the `kubernetes` Service (Docker-links style, as the kubelet writes them).
 async fn service_env(k: &Kubelet) -> Vec<(String, String)> {
-    let Ok(Some(svc)) = Api::<Service>::namespaced(k.client.clone(), "default").get_opt("kubernetes").await else {
+    let Ok(Some(svc)) = Api::<Service>::namespaced(k.client.clone(), "default")
+        .get_opt("kubernetes")
+        .await
+    else {
         return Vec::new();
     };
-    let Some(spec) = svc.spec else { return Vec::new() };
-    let Some(ip) = spec.cluster_ip else { return Vec::new() };
-    let port = spec.ports.as_ref().and_then(|p| p.first()).map(|p| p.port).unwrap_or(443);
+    let Some(spec) = svc.spec else {
+        return Vec::new();
+    };
+    let Some(ip) = spec.cluster_ip else {
+        return Vec::new();
+    };
+    let port = spec
+        .ports
+        .as_ref()
+        .and_then(|p| p.first())
+        .map(|p| p.port)
+        .unwrap_or(443);
     vec![
         ("KUBERNETES_SERVICE_HOST".into(), ip.clone()),
         ("KUBERNETES_SERVICE_PORT".into(), port.to_string()),
         ("KUBERNETES_SERVICE_PORT_HTTPS".into(), port.to_string()),
         ("KUBERNETES_PORT".into(), format!("tcp://{ip}:{port}")),
-        (format!("KUBERNETES_PORT_{port}_TCP"), format!("tcp://{ip}:{port}")),
+        (
+            format!("KUBERNETES_PORT_{port}_TCP"),
+            format!("tcp://{ip}:{port}"),
+        ),
         (format!("KUBERNETES_PORT_{port}_TCP_PROTO"), "tcp".into()),
         (format!("KUBERNETES_PORT_{port}_TCP_PORT"), port.to_string()),
         (format!("KUBERNETES_PORT_{port}_TCP_ADDR"), ip),
@@ -73,7 +88,11 @@ async fn service_env(k: &Kubelet) -> Vec<(String, String)> {
 }
 
 /// The container's environment in order; an error reads like the kubelet's `CreateContainerConfigError`.
-pub(crate) async fn build(k: &Kubelet, pod: &Pod, c: &Container) -> Result<Vec<(String, String)>, String> {
+pub(crate) async fn build(
+    k: &Kubelet,
+    pod: &Pod,
+    c: &Container,
+) -> Result<Vec<(String, String)>, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let mut vars: Vec<(String, String)> = service_env(k).await;
     for from in c.env_from.iter().flatten() {
@@ -109,7 +128,12 @@ pub(crate) async fn build(k: &Kubelet, pod: &Pod, c: &Container) -> Result<Vec<(
                     Some(cm) => match cm.data.and_then(|d| d.get(&r.key).cloned()) {
                         Some(v) => v,
                         None if r.optional == Some(true) => continue,
-                        None => return Err(format!("couldn't find key {} in ConfigMap {ns}/{}", r.key, r.name)),
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in ConfigMap {ns}/{}",
+                                r.key, r.name
+                            ));
+                        }
                     },
                     None if r.optional == Some(true) => continue,
                     None => return Err(format!("configmap \"{}\" not found", r.name)),
@@ -119,7 +143,12 @@ pub(crate) async fn build(k: &Kubelet, pod: &Pod, c: &Container) -> Result<Vec<(
                     Some(s) => match s.data.and_then(|d| d.get(&r.key).cloned()) {
                         Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
                         None if r.optional == Some(true) => continue,
-                        None => return Err(format!("couldn't find key {} in Secret {ns}/{}", r.key, r.name)),
+                        None => {
+                            return Err(format!(
+                                "couldn't find key {} in Secret {ns}/{}",
+                                r.key, r.name
+                            ));
+                        }
                     },
                     None if r.optional == Some(true) => continue,
                     None => return Err(format!("secret \"{}\" not found", r.name)),
@@ -149,7 +178,10 @@ mod tests {
 
     #[test]
     fn expansion_follows_kubernetes_rules() {
-        let vars = vec![("A".to_string(), "1".to_string()), ("B".to_string(), "x".to_string())];
+        let vars = vec![
+            ("A".to_string(), "1".to_string()),
+            ("B".to_string(), "x".to_string()),
+        ];
         for (input, want) in [
             ("$(A)-$(B)", "1-x"),
             ("$$(A)", "$(A)"),

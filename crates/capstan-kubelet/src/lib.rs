@@ -57,7 +57,11 @@ pub struct KubeletConfig {
 }
 
 impl KubeletConfig {
-    pub fn new(node_name: impl Into<String>, data_dir: impl Into<PathBuf>, node_ip: IpAddr) -> Self {
+    pub fn new(
+        node_name: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+        node_ip: IpAddr,
+    ) -> Self {
         Self {
             node_name: node_name.into(),
             data_dir: data_dir.into(),
@@ -123,7 +127,9 @@ pub(crate) struct Kubelet {
 
 impl std::fmt::Debug for Kubelet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kubelet").field("config", &self.config).finish()
+        f.debug_struct("Kubelet")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -135,7 +141,11 @@ pub async fn run(
     tls: Arc<rustls::ServerConfig>,
     shutdown: CancellationToken,
 ) -> Result<(), KubeletError> {
-    for dir in [config.data_dir.clone(), config.pods_dir(), config.logs_dir()] {
+    for dir in [
+        config.data_dir.clone(),
+        config.pods_dir(),
+        config.logs_dir(),
+    ] {
         std::fs::create_dir_all(&dir).map_err(|e| KubeletError::io(&dir, e))?;
     }
     let paths = ContainerdPaths::new(&config.data_dir);
@@ -145,7 +155,14 @@ pub async fn run(
             cri::wait_ready(&cri, std::time::Duration::from_secs(10)).await?;
             cri
         }
-        None => containerd::start(paths.clone(), config.sandbox_image.clone(), shutdown.clone()).await?,
+        None => {
+            containerd::start(
+                paths.clone(),
+                config.sandbox_image.clone(),
+                shutdown.clone(),
+            )
+            .await?
+        }
     };
     // The kubelet port; when it is taken (another agent on this machine), any free port: the Node's
     // daemonEndpoints tell the API server where to find us.
@@ -167,7 +184,12 @@ pub async fn run(
         client,
         cri,
     });
-    tokio::spawn(server::serve(kubelet.clone(), listener, tls, shutdown.clone()));
+    tokio::spawn(server::serve(
+        kubelet.clone(),
+        listener,
+        tls,
+        shutdown.clone(),
+    ));
     let (version_name, version) = kubelet.cri.version().await?;
     let runtime_version = format!("{version_name}://{version}");
     node::register(&kubelet, port, &runtime_version).await?;
@@ -179,7 +201,12 @@ pub async fn run(
     if let Some(dir) = cni_dir {
         cni::write_conflist(&dir, &kubelet.config.data_dir, &pod_cidr)?;
     }
-    tokio::spawn(node::heartbeat(kubelet.clone(), port, runtime_version, shutdown.clone()));
+    tokio::spawn(node::heartbeat(
+        kubelet.clone(),
+        port,
+        runtime_version,
+        shutdown.clone(),
+    ));
     pods::run(kubelet, shutdown).await;
     Ok(())
 }

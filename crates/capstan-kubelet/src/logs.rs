@@ -22,7 +22,10 @@ pub(crate) struct LogOptions {
 impl LogOptions {
     pub(crate) fn from_query(query: &str) -> Self {
         let mut o = LogOptions::default();
-        for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=').or(Some((kv, "")))) {
+        for (k, v) in query
+            .split('&')
+            .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        {
             let v = percent_decode(v);
             match k {
                 "follow" => o.follow = v == "true" || v == "1",
@@ -51,18 +54,16 @@ pub(crate) fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    Err(_) => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
                 }
-            }
+                Err(_) => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
             b'+' => {
                 out.push(b' ');
                 i += 1;
@@ -90,14 +91,20 @@ fn parse(line: &str) -> Option<Line<'_>> {
     let _stream = parts.next()?;
     let tag = parts.next()?;
     let text = parts.next().unwrap_or("");
-    Some(Line { time, partial: tag.split(':').next() == Some("P"), text })
+    Some(Line {
+        time,
+        partial: tag.split(':').next() == Some("P"),
+        text,
+    })
 }
 
 /// Renders complete CRI lines (without their trailing newline) the way kubectl shows them.
 fn render(line: &str, o: &LogOptions, out: &mut Vec<u8>) {
     let Some(l) = parse(line) else { return };
     if let Some(since) = o.since
-        && l.time.parse::<k8s_openapi::jiff::Timestamp>().is_ok_and(|t| t < since)
+        && l.time
+            .parse::<k8s_openapi::jiff::Timestamp>()
+            .is_ok_and(|t| t < since)
     {
         return;
     }
@@ -113,15 +120,24 @@ fn render(line: &str, o: &LogOptions, out: &mut Vec<u8>) {
 
 /// Streams the log at `path` into `tx`. With `follow`, keeps reading while `running()` says the container
 /// still runs. Stops early when the receiver goes away.
-pub(crate) async fn stream<F, Fut>(path: PathBuf, o: LogOptions, tx: mpsc::Sender<Bytes>, running: F)
-where
+pub(crate) async fn stream<F, Fut>(
+    path: PathBuf,
+    o: LogOptions,
+    tx: mpsc::Sender<Bytes>,
+    running: F,
+) where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) => {
-            let _ = tx.send(Bytes::from(format!("failed to open log file {}: {e}\n", path.display()))).await;
+            let _ = tx
+                .send(Bytes::from(format!(
+                    "failed to open log file {}: {e}\n",
+                    path.display()
+                )))
+                .await;
             return;
         }
     };
@@ -137,7 +153,10 @@ where
     };
     offset -= (text.len() - complete) as u64;
     let lines: Vec<&str> = text[..complete].lines().collect();
-    let start = o.tail_lines.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
+    let start = o
+        .tail_lines
+        .map(|n| lines.len().saturating_sub(n))
+        .unwrap_or(0);
     let mut budget = o.limit_bytes.unwrap_or(usize::MAX);
     let mut out = Vec::new();
     for line in &lines[start..] {
@@ -176,7 +195,7 @@ where
             continue;
         }
         idle_checks += 1;
-        if idle_checks % 5 == 0 && !running().await {
+        if idle_checks.is_multiple_of(5) && !running().await {
             return;
         }
     }
@@ -206,7 +225,10 @@ mod tests {
         render("2024-01-01T00:00:01Z stderr F ial", &o, &mut out);
         render("2024-01-01T00:00:02Z stdout F ", &o, &mut out);
         assert_eq!(String::from_utf8_lossy(&out), "hello world\npart-ial\n\n");
-        let ts = LogOptions { timestamps: true, ..Default::default() };
+        let ts = LogOptions {
+            timestamps: true,
+            ..Default::default()
+        };
         let mut out = Vec::new();
         render("2024-01-01T00:00:00.5Z stdout F hi", &ts, &mut out);
         assert_eq!(String::from_utf8_lossy(&out), "2024-01-01T00:00:00.5Z hi\n");
@@ -214,7 +236,9 @@ mod tests {
 
     #[test]
     fn query_parses_kubelet_names() {
-        let o = LogOptions::from_query("follow=true&tailLines=5&timestamps=1&limitBytes=10&previous=false");
+        let o = LogOptions::from_query(
+            "follow=true&tailLines=5&timestamps=1&limitBytes=10&previous=false",
+        );
         assert!(o.follow && o.timestamps && !o.previous);
         assert_eq!((o.tail_lines, o.limit_bytes), (Some(5), Some(10)));
         assert_eq!(percent_decode("a%20b+c%2F"), "a b c/");
@@ -223,14 +247,22 @@ mod tests {
     #[tokio::test]
     async fn tail_and_limit_apply_to_the_file() {
         let path = std::env::temp_dir().join(format!("capstan-log-{}.log", std::process::id()));
-        let body: String = (1..=5).map(|i| format!("2024-01-01T00:00:0{i}Z stdout F line{i}\n")).collect();
+        let body: String = (1..=5)
+            .map(|i| format!("2024-01-01T00:00:0{i}Z stdout F line{i}\n"))
+            .collect();
         std::fs::write(&path, body).expect("write");
         let (tx, mut rx) = mpsc::channel(8);
-        let o = LogOptions { tail_lines: Some(2), ..Default::default() };
+        let o = LogOptions {
+            tail_lines: Some(2),
+            ..Default::default()
+        };
         stream(path.clone(), o, tx, || async { false }).await;
         assert_eq!(rx.recv().await.as_deref(), Some(&b"line4\nline5\n"[..]));
         let (tx, mut rx) = mpsc::channel(8);
-        let o = LogOptions { limit_bytes: Some(8), ..Default::default() };
+        let o = LogOptions {
+            limit_bytes: Some(8),
+            ..Default::default()
+        };
         stream(path.clone(), o, tx, || async { false }).await;
         assert_eq!(rx.recv().await.as_deref(), Some(&b"line1\nli"[..]));
         let _ = std::fs::remove_file(&path);

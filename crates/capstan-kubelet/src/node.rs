@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo,
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+    NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
@@ -62,8 +63,10 @@ fn os_image() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
         })
         .unwrap_or_else(|| "Linux".into())
 }
@@ -77,7 +80,9 @@ fn arch() -> &'static str {
 }
 
 fn capacity(k: &Kubelet) -> BTreeMap<String, Quantity> {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut cap = BTreeMap::new();
     cap.insert("cpu".into(), Quantity(cpus.to_string()));
     if let Some(mem) = meminfo("MemTotal") {
@@ -85,7 +90,10 @@ fn capacity(k: &Kubelet) -> BTreeMap<String, Quantity> {
     }
     cap.insert("pods".into(), Quantity(k.config.max_pods.to_string()));
     if let Some((total, _)) = disk(&k.config.data_dir) {
-        cap.insert("ephemeral-storage".into(), Quantity(format!("{}Ki", total / 1024)));
+        cap.insert(
+            "ephemeral-storage".into(),
+            Quantity(format!("{}Ki", total / 1024)),
+        );
     }
     cap.insert("hugepages-2Mi".into(), Quantity("0".into()));
     cap
@@ -108,12 +116,18 @@ async fn conditions(k: &Kubelet, previous: Option<&NodeStatus>) -> Vec<NodeCondi
     let mem_avail = meminfo("MemAvailable").unwrap_or(u64::MAX);
     let mem_pressure = mem_avail < 100 * 1024 * 1024;
     let disk_pressure = disk(&k.config.data_dir).is_some_and(|(total, avail)| avail * 10 < total);
-    let pid_max: u64 = read_trim("/proc/sys/kernel/pid_max").parse().unwrap_or(32768);
+    let pid_max: u64 = read_trim("/proc/sys/kernel/pid_max")
+        .parse()
+        .unwrap_or(32768);
     let pids = std::fs::read_dir("/proc")
         .map(|d| {
             d.filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                e.as_ref().is_ok_and(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
             })
             .count() as u64
         })
@@ -122,22 +136,64 @@ async fn conditions(k: &Kubelet, previous: Option<&NodeStatus>) -> Vec<NodeCondi
     let ready = runtime_ready(k).await;
     let mut conds = vec![
         if mem_pressure {
-            condition("MemoryPressure", true, "KubeletHasInsufficientMemory", "kubelet has insufficient memory available", &now)
+            condition(
+                "MemoryPressure",
+                true,
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+                &now,
+            )
         } else {
-            condition("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available", &now)
+            condition(
+                "MemoryPressure",
+                false,
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+                &now,
+            )
         },
         if disk_pressure {
-            condition("DiskPressure", true, "KubeletHasDiskPressure", "kubelet has disk pressure", &now)
+            condition(
+                "DiskPressure",
+                true,
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+                &now,
+            )
         } else {
-            condition("DiskPressure", false, "KubeletHasNoDiskPressure", "kubelet has no disk pressure", &now)
+            condition(
+                "DiskPressure",
+                false,
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+                &now,
+            )
         },
         if pid_pressure {
-            condition("PIDPressure", true, "KubeletHasInsufficientPID", "kubelet has insufficient PID available", &now)
+            condition(
+                "PIDPressure",
+                true,
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+                &now,
+            )
         } else {
-            condition("PIDPressure", false, "KubeletHasSufficientPID", "kubelet has sufficient PID available", &now)
+            condition(
+                "PIDPressure",
+                false,
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+                &now,
+            )
         },
         match &ready {
-            Ok(()) => condition("Ready", true, "KubeletReady", "kubelet is posting ready status", &now),
+            Ok(()) => condition(
+                "Ready",
+                true,
+                "KubeletReady",
+                "kubelet is posting ready status",
+                &now,
+            ),
             Err(message) => condition("Ready", false, "KubeletNotReady", message, &now),
         },
     ];
@@ -169,15 +225,27 @@ async fn runtime_ready(k: &Kubelet) -> Result<(), String> {
     let mut problems = Vec::new();
     for c in &conds {
         if !c.status {
-            problems.push(format!("{}=false reason:{} message:{}", c.r#type, c.reason, c.message));
+            problems.push(format!(
+                "{}=false reason:{} message:{}",
+                c.r#type, c.reason, c.message
+            ));
         }
     }
     if problems.is_empty() {
         Ok(())
-    } else if conds.iter().any(|c| c.r#type == "NetworkReady" && !c.status) {
-        Err(format!("container runtime network not ready: {}", problems.join(", ")))
+    } else if conds
+        .iter()
+        .any(|c| c.r#type == "NetworkReady" && !c.status)
+    {
+        Err(format!(
+            "container runtime network not ready: {}",
+            problems.join(", ")
+        ))
     } else {
-        Err(format!("container runtime not ready: {}", problems.join(", ")))
+        Err(format!(
+            "container runtime not ready: {}",
+            problems.join(", ")
+        ))
     }
 }
 
@@ -194,11 +262,17 @@ fn status(k: &Kubelet, port: u16, runtime_version: &str) -> NodeStatus {
             },
             NodeAddress {
                 type_: "Hostname".into(),
-                address: if hostname.is_empty() { k.config.node_name.clone() } else { hostname },
+                address: if hostname.is_empty() {
+                    k.config.node_name.clone()
+                } else {
+                    hostname
+                },
             },
         ]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(port) }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(port),
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: arch().into(),
@@ -218,7 +292,11 @@ fn status(k: &Kubelet, port: u16, runtime_version: &str) -> NodeStatus {
 }
 
 /// Creates the Node, or refreshes the status of an existing one (a restarted agent).
-pub(crate) async fn register(k: &Kubelet, port: u16, runtime_version: &str) -> Result<(), KubeletError> {
+pub(crate) async fn register(
+    k: &Kubelet,
+    port: u16,
+    runtime_version: &str,
+) -> Result<(), KubeletError> {
     let api: Api<Node> = Api::all(k.client.clone());
     let name = &k.config.node_name;
     let mut st = status(k, port, runtime_version);
@@ -245,20 +323,31 @@ pub(crate) async fn register(k: &Kubelet, port: u16, runtime_version: &str) -> R
     match api.create(&PostParams::default(), &node).await {
         Ok(_) => tracing::info!(node = %name, "registered the node"),
         Err(kube::Error::Api(e)) if e.code == 409 => {
-            api.patch(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"labels": labels}})))
-                .await?;
+            api.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"labels": labels}})),
+            )
+            .await?;
             tracing::info!(node = %name, "node already registered");
         }
         Err(e) => return Err(e.into()),
     }
     // Status is a subresource: the create may have dropped it.
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": st })))
-        .await?;
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": st })),
+    )
+    .await?;
     Ok(())
 }
 
 /// Waits until the node IPAM controller gives this node a podCIDR.
-pub(crate) async fn wait_pod_cidr(k: &Kubelet, shutdown: &CancellationToken) -> Result<String, KubeletError> {
+pub(crate) async fn wait_pod_cidr(
+    k: &Kubelet,
+    shutdown: &CancellationToken,
+) -> Result<String, KubeletError> {
     let api: Api<Node> = Api::all(k.client.clone());
     let mut logged = false;
     loop {
@@ -282,7 +371,12 @@ pub(crate) async fn wait_pod_cidr(k: &Kubelet, shutdown: &CancellationToken) -> 
 }
 
 /// Renews the Lease and posts NodeStatus every 10 s until shutdown.
-pub(crate) async fn heartbeat(k: Arc<Kubelet>, port: u16, runtime_version: String, shutdown: CancellationToken) {
+pub(crate) async fn heartbeat(
+    k: Arc<Kubelet>,
+    port: u16,
+    runtime_version: String,
+    shutdown: CancellationToken,
+) {
     let mut last_ready: Option<bool> = None;
     loop {
         if let Err(e) = renew_lease(&k).await {
@@ -295,7 +389,11 @@ pub(crate) async fn heartbeat(k: Arc<Kubelet>, port: u16, runtime_version: Strin
             }
             Err(e) => tracing::warn!(error = %e, "cannot post node status"),
         }
-        let wait = if last_ready == Some(true) { HEARTBEAT } else { Duration::from_millis(250) };
+        let wait = if last_ready == Some(true) {
+            HEARTBEAT
+        } else {
+            Duration::from_millis(250)
+        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => return,
@@ -308,7 +406,9 @@ async fn post_status(k: &Kubelet, port: u16, runtime_version: &str) -> Result<bo
     let current = api.get_status(&k.config.node_name).await?;
     let mut st = status(k, port, runtime_version);
     let conds = conditions(k, current.status.as_ref()).await;
-    let ready = conds.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = conds
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
     st.conditions = Some(conds);
     api.patch_status(
         &k.config.node_name,

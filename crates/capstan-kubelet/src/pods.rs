@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, Event, EventSource, ObjectReference, Pod, PodCondition, PodIP, HostIP, Service,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, Event, EventSource, HostIP, ObjectReference, Pod,
+    PodCondition, PodIP, Service,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
@@ -22,7 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::probes::{self, ProbeKind, ProbeState};
 use crate::status::{self, Observed};
-use crate::{ANNOTATION_RESTART_COUNT, Kubelet, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID};
+use crate::{
+    ANNOTATION_RESTART_COUNT, Kubelet, LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE,
+    LABEL_POD_UID,
+};
 
 const ANNOTATION_HASH: &str = "io.kubernetes.container.hash";
 /// How often a worker looks at its containers when nothing else wakes it.
@@ -31,8 +35,11 @@ const TICK: Duration = Duration::from_secs(1);
 /// Runs the pod workers until shutdown.
 pub(crate) async fn run(k: Arc<Kubelet>, shutdown: CancellationToken) {
     let api: Api<Pod> = Api::all(k.client.clone());
-    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", k.config.node_name));
-    let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(watcher(api, config)));
+    let config =
+        watcher::Config::default().fields(&format!("spec.nodeName={}", k.config.node_name));
+    let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::default_backoff(watcher(
+        api, config
+    )));
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
     let mut init_seen: HashSet<String> = HashSet::new();
     let mut sweep = tokio::time::interval(Duration::from_secs(30));
@@ -53,7 +60,9 @@ pub(crate) async fn run(k: Arc<Kubelet>, shutdown: CancellationToken) {
         let Some(event) = event else { return };
         match event {
             Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) => {
-                let Some(uid) = pod.metadata.uid.clone() else { continue };
+                let Some(uid) = pod.metadata.uid.clone() else {
+                    continue;
+                };
                 init_seen.insert(uid.clone());
                 let pod = Arc::new(pod);
                 workers.retain(|_, tx| !tx.is_closed());
@@ -78,7 +87,11 @@ pub(crate) async fn run(k: Arc<Kubelet>, shutdown: CancellationToken) {
             Ok(watcher::Event::Init) => init_seen.clear(),
             Ok(watcher::Event::InitDone) => {
                 // Pods that vanished while we were not watching.
-                let gone: Vec<String> = workers.keys().filter(|u| !init_seen.contains(*u)).cloned().collect();
+                let gone: Vec<String> = workers
+                    .keys()
+                    .filter(|u| !init_seen.contains(*u))
+                    .cloned()
+                    .collect();
                 for uid in gone {
                     if let Some(tx) = workers.remove(&uid) {
                         let _ = tx.send(None);
@@ -98,9 +111,13 @@ pub(crate) async fn run(k: Arc<Kubelet>, shutdown: CancellationToken) {
 
 /// Removes sandboxes (and their containers) of pods this node no longer has.
 async fn remove_orphans(k: &Kubelet, known: &HashSet<String>) {
-    let Ok(sandboxes) = k.cri.sandboxes(None).await else { return };
+    let Ok(sandboxes) = k.cri.sandboxes(None).await else {
+        return;
+    };
     for sb in sandboxes {
-        let Some(uid) = sb.labels.get(LABEL_POD_UID) else { continue };
+        let Some(uid) = sb.labels.get(LABEL_POD_UID) else {
+            continue;
+        };
         if known.contains(uid) {
             continue;
         }
@@ -130,6 +147,7 @@ struct Backoff {
     /// When the last failure (exit or pull error) was seen.
     since: Option<Instant>,
     delay: Duration,
+    last_error: String,
 }
 
 #[derive(Debug)]
@@ -175,7 +193,9 @@ fn time_from_nanos(nanos: i64) -> Option<Time> {
     if nanos <= 0 {
         return None;
     }
-    k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(nanos)).ok().map(Time)
+    k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(nanos))
+        .ok()
+        .map(Time)
 }
 
 fn restart_policy(pod: &Pod) -> String {
@@ -231,7 +251,11 @@ impl Worker {
                     return;
                 }
                 Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
-                    let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0);
+                    let grace = pod
+                        .metadata
+                        .deletion_grace_period_seconds
+                        .unwrap_or(30)
+                        .max(0);
                     self.teardown(Some(&pod), grace).await;
                     self.finish_deletion(&pod).await;
                     Duration::from_secs(2)
@@ -253,9 +277,20 @@ impl Worker {
     }
 
     /// Posts an event about the pod (or one of its containers), rate-limited per reason+message.
-    async fn event(&mut self, pod: &Pod, field: Option<&str>, type_: &str, reason: &str, message: String) {
+    async fn event(
+        &mut self,
+        pod: &Pod,
+        field: Option<&str>,
+        type_: &str,
+        reason: &str,
+        message: String,
+    ) {
         let key = format!("{reason}/{message}");
-        if self.events.get(&key).is_some_and(|t| t.elapsed() < Duration::from_secs(30)) {
+        if self
+            .events
+            .get(&key)
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(30))
+        {
             return;
         }
         self.events.insert(key, Instant::now());
@@ -280,7 +315,6 @@ impl Worker {
                 uid: pod.metadata.uid.clone(),
                 field_path: field.map(|c| format!("spec.containers{{{c}}}")),
                 resource_version: pod.metadata.resource_version.clone(),
-                ..Default::default()
             },
             reason: Some(reason.into()),
             message: Some(message),
@@ -341,7 +375,9 @@ impl Worker {
                         .map(|o| {
                             o.iter()
                                 .map(|o| match &o.value {
-                                    Some(v) => format!("{}:{v}", o.name.clone().unwrap_or_default()),
+                                    Some(v) => {
+                                        format!("{}:{v}", o.name.clone().unwrap_or_default())
+                                    }
                                     None => o.name.clone().unwrap_or_default(),
                                 })
                                 .collect()
@@ -381,7 +417,12 @@ impl Worker {
         Some(dns)
     }
 
-    fn sandbox_config(&self, pod: &Pod, dns: Option<cri::DnsConfig>, attempt: u32) -> cri::PodSandboxConfig {
+    fn sandbox_config(
+        &self,
+        pod: &Pod,
+        dns: Option<cri::DnsConfig>,
+        attempt: u32,
+    ) -> cri::PodSandboxConfig {
         let spec = pod.spec.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -404,9 +445,14 @@ impl Worker {
             }
         }
         let hostname = if host_network {
-            std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim()
+                .to_string()
         } else {
-            spec.hostname.clone().unwrap_or_else(|| name.chars().take(63).collect())
+            spec.hostname
+                .clone()
+                .unwrap_or_else(|| name.chars().take(63).collect())
         };
         let sc = spec.security_context.clone().unwrap_or_default();
         cri::PodSandboxConfig {
@@ -430,9 +476,21 @@ impl Worker {
             linux: Some(cri::LinuxPodSandboxConfig {
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
-                        network: if host_network { cri::NamespaceMode::Node } else { cri::NamespaceMode::Pod } as i32,
-                        pid: if spec.host_pid.unwrap_or(false) { cri::NamespaceMode::Node } else { cri::NamespaceMode::Container } as i32,
-                        ipc: if spec.host_ipc.unwrap_or(false) { cri::NamespaceMode::Node } else { cri::NamespaceMode::Pod } as i32,
+                        network: if host_network {
+                            cri::NamespaceMode::Node
+                        } else {
+                            cri::NamespaceMode::Pod
+                        } as i32,
+                        pid: if spec.host_pid.unwrap_or(false) {
+                            cri::NamespaceMode::Node
+                        } else {
+                            cri::NamespaceMode::Container
+                        } as i32,
+                        ipc: if spec.host_ipc.unwrap_or(false) {
+                            cri::NamespaceMode::Node
+                        } else {
+                            cri::NamespaceMode::Pod
+                        } as i32,
                         ..Default::default()
                     }),
                     run_as_user: sc.run_as_user.map(|v| cri::Int64Value { value: v }),
@@ -461,13 +519,21 @@ impl Worker {
         ))
     }
 
-    async fn ensure_sandbox(&mut self, pod: &Pod) -> Result<Option<(String, String)>, crate::KubeletError> {
+    async fn ensure_sandbox(
+        &mut self,
+        pod: &Pod,
+    ) -> Result<Option<(String, String)>, crate::KubeletError> {
         if let Some(found) = self.find_sandbox().await? {
             return Ok(Some(found));
         }
         // A sandbox that died (or none yet): a new one; the containers of an old one are restarted.
         let old = self.k.cri.sandboxes(Some(&self.uid)).await?;
-        let attempt = old.iter().filter_map(|s| s.metadata.as_ref()).map(|m| m.attempt + 1).max().unwrap_or(0);
+        let attempt = old
+            .iter()
+            .filter_map(|s| s.metadata.as_ref())
+            .map(|m| m.attempt + 1)
+            .max()
+            .unwrap_or(0);
         for sb in &old {
             let _ = self.k.cri.remove_sandbox(&sb.id).await;
         }
@@ -501,7 +567,14 @@ impl Worker {
             }
             Err(status) => {
                 let message = format!("Failed to create pod sandbox: {}", status.message());
-                self.event(pod, None, "Warning", "FailedCreatePodSandBox", message.clone()).await;
+                self.event(
+                    pod,
+                    None,
+                    "Warning",
+                    "FailedCreatePodSandBox",
+                    message.clone(),
+                )
+                .await;
                 self.sandbox_error = Some(message);
                 Ok(None)
             }
@@ -509,13 +582,24 @@ impl Worker {
     }
 
     /// All container instances of the sandbox, grouped by container name, newest attempt last.
-    async fn instances(&self, sandbox: &str) -> Result<HashMap<String, Vec<Instance>>, crate::KubeletError> {
+    async fn instances(
+        &self,
+        sandbox: &str,
+    ) -> Result<HashMap<String, Vec<Instance>>, crate::KubeletError> {
         let mut out: HashMap<String, Vec<Instance>> = HashMap::new();
         for c in self.k.cri.containers(sandbox).await? {
-            let Some(status) = self.k.cri.container_status(&c.id).await? else { continue };
-            let name = c.labels.get(LABEL_CONTAINER_NAME).cloned().unwrap_or_default();
+            let Some(status) = self.k.cri.container_status(&c.id).await? else {
+                continue;
+            };
+            let name = c
+                .labels
+                .get(LABEL_CONTAINER_NAME)
+                .cloned()
+                .unwrap_or_default();
             let attempt = c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0);
-            out.entry(name).or_default().push(Instance { status, attempt });
+            out.entry(name)
+                .or_default()
+                .push(Instance { status, attempt });
         }
         for list in out.values_mut() {
             list.sort_by_key(|i| (i.attempt, i.status.created_at));
@@ -528,49 +612,108 @@ impl Worker {
         let image = c.image.clone().unwrap_or_default();
         let policy = c.image_pull_policy.clone().unwrap_or_else(|| {
             let tag = image.rsplit('/').next().unwrap_or_default();
-            if !tag.contains(':') || tag.ends_with(":latest") { "Always".into() } else { "IfNotPresent".into() }
+            if !tag.contains(':') || tag.ends_with(":latest") {
+                "Always".into()
+            } else {
+                "IfNotPresent".into()
+            }
         });
         if let Some(b) = self.pull_backoff.get(&c.name)
             && b.since.is_some_and(|t| t.elapsed() < b.delay)
         {
-            if let Some(w) = self.waiting.get_mut(&c.name) {
-                w.reason = "ImagePullBackOff".into();
-                w.message = format!("Back-off pulling image \"{image}\"");
-            }
+            let last = b.last_error.clone();
+            self.waiting.insert(
+                c.name.clone(),
+                Waiting {
+                    reason: "ImagePullBackOff".into(),
+                    message: format!("Back-off pulling image \"{image}\": ErrImagePull: {last}"),
+                },
+            );
             let msg = format!("Back-off pulling image \"{image}\"");
-            self.event(pod, Some(&c.name), "Normal", "BackOff", msg).await;
+            self.event(pod, Some(&c.name), "Normal", "BackOff", msg)
+                .await;
             return false;
         }
         let present = self.k.cri.image_present(&image).await.unwrap_or(false);
         if policy == "Never" {
             if !present {
-                self.waiting.insert(c.name.clone(), Waiting {
-                    reason: "ErrImageNeverPull".into(),
-                    message: format!("Container image \"{image}\" is not present with pull policy of Never"),
-                });
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "ErrImageNeverPull".into(),
+                        message: format!(
+                            "Container image \"{image}\" is not present with pull policy of Never"
+                        ),
+                    },
+                );
             }
             return present;
         }
         if present && policy == "IfNotPresent" {
-            self.event(pod, Some(&c.name), "Normal", "Pulled", format!("Container image \"{image}\" already present on machine")).await;
+            self.event(
+                pod,
+                Some(&c.name),
+                "Normal",
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            )
+            .await;
             return true;
         }
-        self.event(pod, Some(&c.name), "Normal", "Pulling", format!("Pulling image \"{image}\"")).await;
+        self.event(
+            pod,
+            Some(&c.name),
+            "Normal",
+            "Pulling",
+            format!("Pulling image \"{image}\""),
+        )
+        .await;
         let started = Instant::now();
         match self.k.cri.pull(&image).await {
             Ok(_) => {
                 self.pull_backoff.remove(&c.name);
                 let ms = started.elapsed().as_millis();
-                self.event(pod, Some(&c.name), "Normal", "Pulled", format!("Successfully pulled image \"{image}\" in {ms}ms ({ms}ms including waiting)")).await;
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    "Normal",
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image \"{image}\" in {ms}ms ({ms}ms including waiting)"
+                    ),
+                )
+                .await;
                 true
             }
             Err(e) => {
-                let message = format!("failed to pull and unpack image \"{image}\": {e}");
+                // The runtime's own words (they carry the registry's answer).
+                let message = match &e {
+                    crate::KubeletError::Cri(m) => m.clone(),
+                    other => other.to_string(),
+                };
                 let b = self.pull_backoff.entry(c.name.clone()).or_default();
-                b.delay = if b.delay.is_zero() { Duration::from_secs(10) } else { (b.delay * 2).min(Duration::from_secs(300)) };
+                b.delay = if b.delay.is_zero() {
+                    Duration::from_secs(10)
+                } else {
+                    (b.delay * 2).min(Duration::from_secs(300))
+                };
                 b.since = Some(Instant::now());
-                self.event(pod, Some(&c.name), "Warning", "Failed", format!("Failed to pull image \"{image}\": {e}")).await;
-                self.waiting.insert(c.name.clone(), Waiting { reason: "ErrImagePull".into(), message });
+                b.last_error = message.clone();
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    "Warning",
+                    "Failed",
+                    format!("Failed to pull image \"{image}\": {message}"),
+                )
+                .await;
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "ErrImagePull".into(),
+                        message,
+                    },
+                );
                 false
             }
         }
@@ -591,22 +734,50 @@ impl Worker {
         let env = match crate::env::build(&self.k, pod, c).await {
             Ok(env) => env,
             Err(message) => {
-                self.event(pod, Some(&c.name), "Warning", "Failed", format!("Error: {message}")).await;
-                self.waiting.insert(c.name.clone(), Waiting { reason: "CreateContainerConfigError".into(), message });
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    "Warning",
+                    "Failed",
+                    format!("Error: {message}"),
+                )
+                .await;
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message,
+                    },
+                );
                 return Ok(());
             }
         };
         let mut mounts = Vec::new();
         for m in c.volume_mounts.iter().flatten() {
             let Some(host) = volumes.get(&m.name) else {
-                let message = format!("cannot find volume \"{}\" to mount into container \"{}\"", m.name, c.name);
-                self.waiting.insert(c.name.clone(), Waiting { reason: "CreateContainerConfigError".into(), message });
+                let message = format!(
+                    "cannot find volume \"{}\" to mount into container \"{}\"",
+                    m.name, c.name
+                );
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message,
+                    },
+                );
                 return Ok(());
             };
             let mut host = host.clone();
             if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
                 if sub.split('/').any(|s| s == "..") {
-                    self.waiting.insert(c.name.clone(), Waiting { reason: "CreateContainerConfigError".into(), message: format!("invalid subPath {sub:?}") });
+                    self.waiting.insert(
+                        c.name.clone(),
+                        Waiting {
+                            reason: "CreateContainerConfigError".into(),
+                            message: format!("invalid subPath {sub:?}"),
+                        },
+                    );
                     return Ok(());
                 }
                 host = host.join(sub);
@@ -622,39 +793,80 @@ impl Worker {
             });
         }
         let vars: Vec<(String, String)> = env.clone();
-        let expand = |v: &Vec<String>| v.iter().map(|s| crate::env::expand(s, &vars)).collect::<Vec<_>>();
+        let expand = |v: &Vec<String>| {
+            v.iter()
+                .map(|s| crate::env::expand(s, &vars))
+                .collect::<Vec<_>>()
+        };
         let sc = c.security_context.clone().unwrap_or_default();
-        let psc = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+        let psc = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.clone())
+            .unwrap_or_default();
         let res = c.resources.clone().unwrap_or_default();
-        let q = |m: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, n: &str| {
-            m.and_then(|m| m.get(n)).and_then(|q| status::parse_quantity(&q.0))
+        let q = |m: Option<
+            &std::collections::BTreeMap<
+                String,
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+            >,
+        >,
+                 n: &str| {
+            m.and_then(|m| m.get(n))
+                .and_then(|q| status::parse_quantity(&q.0))
         };
         let cpu_limit = q(res.limits.as_ref(), "cpu");
         let cpu_request = q(res.requests.as_ref(), "cpu").or(cpu_limit);
         let mem_limit = q(res.limits.as_ref(), "memory");
         let resources = cri::LinuxContainerResources {
             cpu_period: if cpu_limit.is_some() { 100_000 } else { 0 },
-            cpu_quota: cpu_limit.map(|c| ((c * 100_000.0) as i64).max(1000)).unwrap_or(0),
-            cpu_shares: cpu_request.map(|c| ((c * 1024.0) as i64).max(2)).unwrap_or(2),
+            cpu_quota: cpu_limit
+                .map(|c| ((c * 100_000.0) as i64).max(1000))
+                .unwrap_or(0),
+            cpu_shares: cpu_request
+                .map(|c| ((c * 1024.0) as i64).max(2))
+                .unwrap_or(2),
             memory_limit_in_bytes: mem_limit.map(|m| m as i64).unwrap_or(0),
             ..Default::default()
         };
         let caps = sc.capabilities.clone().unwrap_or_default();
-        let share_pid = pod.spec.as_ref().and_then(|s| s.share_process_namespace).unwrap_or(false);
+        let share_pid = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.share_process_namespace)
+            .unwrap_or(false);
         let host_pid = pod.spec.as_ref().and_then(|s| s.host_pid).unwrap_or(false);
-        let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
         let config = cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata { name: c.name.clone(), attempt }),
-            image: Some(crate::cri::image_spec(c.image.as_deref().unwrap_or_default())),
+            metadata: Some(cri::ContainerMetadata {
+                name: c.name.clone(),
+                attempt,
+            }),
+            image: Some(crate::cri::image_spec(
+                c.image.as_deref().unwrap_or_default(),
+            )),
             command: c.command.as_ref().map(expand).unwrap_or_default(),
             args: c.args.as_ref().map(expand).unwrap_or_default(),
             working_dir: c.working_dir.clone().unwrap_or_default(),
-            envs: env.into_iter().map(|(key, value)| cri::KeyValue { key, value }).collect(),
+            envs: env
+                .into_iter()
+                .map(|(key, value)| cri::KeyValue { key, value })
+                .collect(),
             mounts,
             labels: [
                 (LABEL_POD_UID.to_string(), self.uid.clone()),
-                (LABEL_POD_NAME.to_string(), pod.metadata.name.clone().unwrap_or_default()),
-                (LABEL_POD_NAMESPACE.to_string(), pod.metadata.namespace.clone().unwrap_or_default()),
+                (
+                    LABEL_POD_NAME.to_string(),
+                    pod.metadata.name.clone().unwrap_or_default(),
+                ),
+                (
+                    LABEL_POD_NAMESPACE.to_string(),
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                ),
                 (LABEL_CONTAINER_NAME.to_string(), c.name.clone()),
             ]
             .into(),
@@ -677,13 +889,29 @@ impl Worker {
                     }),
                     privileged: sc.privileged.unwrap_or(false),
                     namespace_options: Some(cri::NamespaceOption {
-                        network: if host_network { cri::NamespaceMode::Node } else { cri::NamespaceMode::Pod } as i32,
-                        pid: if host_pid { cri::NamespaceMode::Node } else if share_pid { cri::NamespaceMode::Pod } else { cri::NamespaceMode::Container } as i32,
+                        network: if host_network {
+                            cri::NamespaceMode::Node
+                        } else {
+                            cri::NamespaceMode::Pod
+                        } as i32,
+                        pid: if host_pid {
+                            cri::NamespaceMode::Node
+                        } else if share_pid {
+                            cri::NamespaceMode::Pod
+                        } else {
+                            cri::NamespaceMode::Container
+                        } as i32,
                         ipc: cri::NamespaceMode::Pod as i32,
                         ..Default::default()
                     }),
-                    run_as_user: sc.run_as_user.or(psc.run_as_user).map(|v| cri::Int64Value { value: v }),
-                    run_as_group: sc.run_as_group.or(psc.run_as_group).map(|v| cri::Int64Value { value: v }),
+                    run_as_user: sc
+                        .run_as_user
+                        .or(psc.run_as_user)
+                        .map(|v| cri::Int64Value { value: v }),
+                    run_as_group: sc
+                        .run_as_group
+                        .or(psc.run_as_group)
+                        .map(|v| cri::Int64Value { value: v }),
                     readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
                     supplemental_groups: psc.supplemental_groups.clone().unwrap_or_default(),
                     no_new_privs: sc.allow_privilege_escalation == Some(false),
@@ -708,37 +936,97 @@ impl Worker {
             Ok(r) => r.into_inner().container_id,
             Err(status) => {
                 let message = status.message().to_string();
-                self.event(pod, Some(&c.name), "Warning", "Failed", format!("Error: {message}")).await;
-                self.waiting.insert(c.name.clone(), Waiting { reason: "CreateContainerError".into(), message });
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    "Warning",
+                    "Failed",
+                    format!("Error: {message}"),
+                )
+                .await;
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "CreateContainerError".into(),
+                        message,
+                    },
+                );
                 return Ok(());
             }
         };
-        self.event(pod, Some(&c.name), "Normal", "Created", format!("Created container: {}", c.name)).await;
+        self.event(
+            pod,
+            Some(&c.name),
+            "Normal",
+            "Created",
+            format!("Created container: {}", c.name),
+        )
+        .await;
         if let Err(status) = self
             .k
             .cri
             .runtime
             .clone()
-            .start_container(cri::StartContainerRequest { container_id: id.clone() })
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
             .await
         {
             let message = status.message().to_string();
-            self.event(pod, Some(&c.name), "Warning", "Failed", format!("Error: {message}")).await;
-            self.waiting.insert(c.name.clone(), Waiting { reason: "RunContainerError".into(), message });
+            self.event(
+                pod,
+                Some(&c.name),
+                "Warning",
+                "Failed",
+                format!("Error: {message}"),
+            )
+            .await;
+            self.waiting.insert(
+                c.name.clone(),
+                Waiting {
+                    reason: "RunContainerError".into(),
+                    message,
+                },
+            );
             return Ok(());
         }
         self.waiting.remove(&c.name);
-        self.event(pod, Some(&c.name), "Normal", "Started", format!("Started container {}", c.name)).await;
-        if let Some(cmd) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()).and_then(|h| h.exec.as_ref()).and_then(|e| e.command.clone()) {
+        self.event(
+            pod,
+            Some(&c.name),
+            "Normal",
+            "Started",
+            format!("Started container {}", c.name),
+        )
+        .await;
+        if let Some(cmd) = c
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.as_ref())
+            .and_then(|h| h.exec.as_ref())
+            .and_then(|e| e.command.clone())
+        {
             match self.k.cri.exec_sync(&id, cmd, 30).await {
                 Ok(r) if r.exit_code == 0 => {}
                 Ok(r) => {
-                    let msg = format!("PostStartHook failed: exit code {}: {}", r.exit_code, String::from_utf8_lossy(&r.stderr));
-                    self.event(pod, Some(&c.name), "Warning", "FailedPostStartHook", msg).await;
+                    let msg = format!(
+                        "PostStartHook failed: exit code {}: {}",
+                        r.exit_code,
+                        String::from_utf8_lossy(&r.stderr)
+                    );
+                    self.event(pod, Some(&c.name), "Warning", "FailedPostStartHook", msg)
+                        .await;
                     let _ = self.k.cri.stop_container(&id, 0).await;
                 }
                 Err(e) => {
-                    self.event(pod, Some(&c.name), "Warning", "FailedPostStartHook", e.to_string()).await;
+                    self.event(
+                        pod,
+                        Some(&c.name),
+                        "Warning",
+                        "FailedPostStartHook",
+                        e.to_string(),
+                    )
+                    .await;
                 }
             }
         }
@@ -764,13 +1052,37 @@ impl Worker {
             }
             Some(inst) if inst.created() => {
                 // Created but never started (the agent died in between): start it now.
-                let _ = self.k.cri.runtime.clone().start_container(cri::StartContainerRequest { container_id: inst.status.id.clone() }).await;
+                let _ = self
+                    .k
+                    .cri
+                    .runtime
+                    .clone()
+                    .start_container(cri::StartContainerRequest {
+                        container_id: inst.status.id.clone(),
+                    })
+                    .await;
                 Ok(Observed::Running)
             }
             Some(inst) if inst.running() => {
-                if inst.status.annotations.get(ANNOTATION_HASH).is_some_and(|h| *h != container_hash(c)) {
-                    self.event(pod, Some(&c.name), "Normal", "Killing", format!("Container {} definition changed, will be restarted", c.name)).await;
-                    let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+                if inst
+                    .status
+                    .annotations
+                    .get(ANNOTATION_HASH)
+                    .is_some_and(|h| *h != container_hash(c))
+                {
+                    self.event(
+                        pod,
+                        Some(&c.name),
+                        "Normal",
+                        "Killing",
+                        format!("Container {} definition changed, will be restarted", c.name),
+                    )
+                    .await;
+                    let grace = pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds)
+                        .unwrap_or(30);
                     self.stop_container(pod, c, &inst.status.id, grace).await;
                     return Ok(Observed::Running);
                 }
@@ -780,13 +1092,24 @@ impl Worker {
             Some(inst) => {
                 let code = inst.status.exit_code;
                 if !status::should_restart(policy, code) {
-                    return Ok(Observed::Exited { code, will_restart: false });
+                    return Ok(Observed::Exited {
+                        code,
+                        will_restart: false,
+                    });
                 }
                 let finished = inst.status.finished_at;
-                let since_exit = Duration::from_nanos(u64::try_from(now_nanos().saturating_sub(finished)).unwrap_or(0));
+                let since_exit = Duration::from_nanos(
+                    u64::try_from(now_nanos().saturating_sub(finished)).unwrap_or(0),
+                );
                 // A container that ran for 10 minutes resets the back-off (as the kubelet does).
-                let ran = Duration::from_nanos(u64::try_from(finished.saturating_sub(inst.status.started_at)).unwrap_or(0));
-                let delay = if ran > Duration::from_secs(600) { Duration::ZERO } else { status::restart_backoff(inst.attempt) };
+                let ran = Duration::from_nanos(
+                    u64::try_from(finished.saturating_sub(inst.status.started_at)).unwrap_or(0),
+                );
+                let delay = if ran > Duration::from_secs(600) {
+                    Duration::ZERO
+                } else {
+                    status::restart_backoff(inst.attempt)
+                };
                 if since_exit < delay {
                     let message = format!(
                         "back-off {}s restarting failed container={} pod={}_{}({})",
@@ -796,26 +1119,55 @@ impl Worker {
                         pod.metadata.namespace.as_deref().unwrap_or_default(),
                         self.uid
                     );
-                    self.waiting.insert(c.name.clone(), Waiting { reason: "CrashLoopBackOff".into(), message });
-                    let msg = format!("Back-off restarting failed container {} in pod {}", c.name, pod_key(pod).replace('/', "_"));
-                    self.event(pod, Some(&c.name), "Warning", "BackOff", msg).await;
-                    return Ok(Observed::Exited { code, will_restart: true });
+                    self.waiting.insert(
+                        c.name.clone(),
+                        Waiting {
+                            reason: "CrashLoopBackOff".into(),
+                            message,
+                        },
+                    );
+                    let msg = format!(
+                        "Back-off restarting failed container {} in pod {}",
+                        c.name,
+                        pod_key(pod).replace('/', "_")
+                    );
+                    self.event(pod, Some(&c.name), "Warning", "BackOff", msg)
+                        .await;
+                    return Ok(Observed::Exited {
+                        code,
+                        will_restart: true,
+                    });
                 }
                 // Keep only the instance before this one for `--previous`.
                 for old in &instances[..instances.len().saturating_sub(1)] {
                     let _ = self.k.cri.remove_container(&old.status.id).await;
                 }
-                self.start_container(pod, c, sandbox, inst.attempt + 1, volumes).await?;
-                Ok(Observed::Exited { code, will_restart: true })
+                self.start_container(pod, c, sandbox, inst.attempt + 1, volumes)
+                    .await?;
+                Ok(Observed::Exited {
+                    code,
+                    will_restart: true,
+                })
             }
         }
     }
 
-    async fn run_probes(&mut self, pod: &Pod, c: &Container, inst: &Instance, sandbox: &(String, String)) {
+    async fn run_probes(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+        inst: &Instance,
+        sandbox: &(String, String),
+    ) {
         // Probe state belongs to one container instance.
         if self.probe_owner.get(&c.name) != Some(&inst.status.id) {
-            self.probe_owner.insert(c.name.clone(), inst.status.id.clone());
-            for kind in [ProbeKind::Liveness, ProbeKind::Readiness, ProbeKind::Startup] {
+            self.probe_owner
+                .insert(c.name.clone(), inst.status.id.clone());
+            for kind in [
+                ProbeKind::Liveness,
+                ProbeKind::Readiness,
+                ProbeKind::Startup,
+            ] {
                 self.probes.remove(&(c.name.clone(), kind));
             }
         }
@@ -823,45 +1175,127 @@ impl Worker {
         let startup_done = match &c.startup_probe {
             None => true,
             Some(p) => {
-                let st = self.probes.entry((c.name.clone(), ProbeKind::Startup)).or_insert_with(ProbeState::new);
+                let st = self
+                    .probes
+                    .entry((c.name.clone(), ProbeKind::Startup))
+                    .or_insert_with(ProbeState::new);
                 if !st.succeeded_once {
-                    if let Some(outcome) = probes::maybe_run(&self.k, p, st, started_at, &inst.status.id, &sandbox.1, c).await {
-                        if let Err(msg) = outcome {
-                            self.event(pod, Some(&c.name), "Warning", "Unhealthy", format!("Startup probe failed: {msg}")).await;
-                        }
+                    if let Some(outcome) = probes::maybe_run(
+                        &self.k,
+                        p,
+                        st,
+                        started_at,
+                        &inst.status.id,
+                        &sandbox.1,
+                        c,
+                    )
+                    .await
+                        && let Err(msg) = outcome
+                    {
+                        self.event(
+                            pod,
+                            Some(&c.name),
+                            "Warning",
+                            "Unhealthy",
+                            format!("Startup probe failed: {msg}"),
+                        )
+                        .await;
                     }
-                    let st = self.probes.entry((c.name.clone(), ProbeKind::Startup)).or_insert_with(ProbeState::new);
+                    let st = self
+                        .probes
+                        .entry((c.name.clone(), ProbeKind::Startup))
+                        .or_insert_with(ProbeState::new);
                     if st.failed_past_threshold(p) {
-                        self.event(pod, Some(&c.name), "Normal", "Killing", format!("Container {} failed startup probe, will be restarted", c.name)).await;
-                        let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+                        self.event(
+                            pod,
+                            Some(&c.name),
+                            "Normal",
+                            "Killing",
+                            format!(
+                                "Container {} failed startup probe, will be restarted",
+                                c.name
+                            ),
+                        )
+                        .await;
+                        let grace = pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                            .unwrap_or(30);
                         self.stop_container(pod, c, &inst.status.id, grace).await;
                         return;
                     }
                 }
-                self.probes.get(&(c.name.clone(), ProbeKind::Startup)).is_some_and(|s| s.succeeded_once)
+                self.probes
+                    .get(&(c.name.clone(), ProbeKind::Startup))
+                    .is_some_and(|s| s.succeeded_once)
             }
         };
         if !startup_done {
             return;
         }
         if let Some(p) = &c.liveness_probe {
-            let st = self.probes.entry((c.name.clone(), ProbeKind::Liveness)).or_insert_with(ProbeState::new);
-            if let Some(Err(msg)) = probes::maybe_run(&self.k, p, st, started_at, &inst.status.id, &sandbox.1, c).await {
-                self.event(pod, Some(&c.name), "Warning", "Unhealthy", format!("Liveness probe failed: {msg}")).await;
+            let st = self
+                .probes
+                .entry((c.name.clone(), ProbeKind::Liveness))
+                .or_insert_with(ProbeState::new);
+            if let Some(Err(msg)) =
+                probes::maybe_run(&self.k, p, st, started_at, &inst.status.id, &sandbox.1, c).await
+            {
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    "Warning",
+                    "Unhealthy",
+                    format!("Liveness probe failed: {msg}"),
+                )
+                .await;
             }
-            let st = self.probes.entry((c.name.clone(), ProbeKind::Liveness)).or_insert_with(ProbeState::new);
+            let st = self
+                .probes
+                .entry((c.name.clone(), ProbeKind::Liveness))
+                .or_insert_with(ProbeState::new);
             if st.failed_past_threshold(p) {
                 st.reset();
-                self.event(pod, Some(&c.name), "Normal", "Killing", format!("Container {} failed liveness probe, will be restarted", c.name)).await;
-                let grace = p.termination_grace_period_seconds.or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30);
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    "Normal",
+                    "Killing",
+                    format!(
+                        "Container {} failed liveness probe, will be restarted",
+                        c.name
+                    ),
+                )
+                .await;
+                let grace = p
+                    .termination_grace_period_seconds
+                    .or_else(|| {
+                        pod.spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                    })
+                    .unwrap_or(30);
                 self.stop_container(pod, c, &inst.status.id, grace).await;
                 return;
             }
         }
         if let Some(p) = &c.readiness_probe {
-            let st = self.probes.entry((c.name.clone(), ProbeKind::Readiness)).or_insert_with(ProbeState::new);
-            if let Some(Err(msg)) = probes::maybe_run(&self.k, p, st, started_at, &inst.status.id, &sandbox.1, c).await {
-                self.event(pod, Some(&c.name), "Warning", "Unhealthy", format!("Readiness probe failed: {msg}")).await;
+            let st = self
+                .probes
+                .entry((c.name.clone(), ProbeKind::Readiness))
+                .or_insert_with(ProbeState::new);
+            if let Some(Err(msg)) =
+                probes::maybe_run(&self.k, p, st, started_at, &inst.status.id, &sandbox.1, c).await
+            {
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    "Warning",
+                    "Unhealthy",
+                    format!("Readiness probe failed: {msg}"),
+                )
+                .await;
             }
         }
     }
@@ -870,22 +1304,39 @@ impl Worker {
         if !running {
             return false;
         }
-        if c.startup_probe.is_some() && !self.probes.get(&(c.name.clone(), ProbeKind::Startup)).is_some_and(|s| s.succeeded_once) {
+        if c.startup_probe.is_some()
+            && !self
+                .probes
+                .get(&(c.name.clone(), ProbeKind::Startup))
+                .is_some_and(|s| s.succeeded_once)
+        {
             return false;
         }
         match &c.readiness_probe {
             None => true,
-            Some(p) => self.probes.get(&(c.name.clone(), ProbeKind::Readiness)).is_some_and(|s| s.ready(p)),
+            Some(p) => self
+                .probes
+                .get(&(c.name.clone(), ProbeKind::Readiness))
+                .is_some_and(|s| s.ready(p)),
         }
     }
 
     /// Runs preStop, then stops the container with the remaining grace.
     async fn stop_container(&mut self, pod: &Pod, c: &Container, id: &str, grace: i64) {
         let started = Instant::now();
-        if let Some(cmd) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()).and_then(|h| h.exec.as_ref()).and_then(|e| e.command.clone())
+        if let Some(cmd) = c
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .and_then(|h| h.exec.as_ref())
+            .and_then(|e| e.command.clone())
             && grace > 0
         {
-            let _ = tokio::time::timeout(Duration::from_secs(grace.unsigned_abs()), self.k.cri.exec_sync(id, cmd, grace)).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(grace.unsigned_abs()),
+                self.k.cri.exec_sync(id, cmd, grace),
+            )
+            .await;
         }
         let left = grace - i64::try_from(started.elapsed().as_secs()).unwrap_or(0);
         let _ = pod;
@@ -897,7 +1348,11 @@ impl Worker {
     /// One reconcile pass; returns when to look again.
     async fn sync(&mut self, pod: &Pod) -> Result<Duration, crate::KubeletError> {
         let policy = restart_policy(pod);
-        let phase_now = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let phase_now = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         if self.terminal || phase_now == "Succeeded" || phase_now == "Failed" {
             // Terminal pods keep their exited containers (for logs) but no sandbox.
             if !self.terminal {
@@ -906,18 +1361,31 @@ impl Worker {
                     for c in self.k.cri.containers(&sb.id).await? {
                         let _ = self.k.cri.stop_container(&c.id, 0).await;
                     }
-                    let _ = self.k.cri.runtime.clone().stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id }).await;
+                    let _ = self
+                        .k
+                        .cri
+                        .runtime
+                        .clone()
+                        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                            pod_sandbox_id: sb.id,
+                        })
+                        .await;
                 }
             }
             return Ok(Duration::from_secs(3600));
         }
         if self.start_time.is_none() {
-            self.start_time = pod.status.as_ref().and_then(|s| s.start_time.clone()).or_else(|| Some(crate::node::now()));
+            self.start_time = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.clone())
+                .or_else(|| Some(crate::node::now()));
         }
         let volumes = match crate::volumes::prepare(&self.k, pod, &self.uid).await {
             Ok(v) => v,
             Err(message) => {
-                self.event(pod, None, "Warning", "FailedMount", message.clone()).await;
+                self.event(pod, None, "Warning", "FailedMount", message.clone())
+                    .await;
                 self.sandbox_error = Some(message);
                 self.post_status(pod, None, &HashMap::new(), None).await?;
                 return Ok(Duration::from_secs(2));
@@ -943,8 +1411,13 @@ impl Worker {
                 }
                 _ => {
                     initialized = false;
-                    let init_policy = if policy == "Never" { "Never" } else { "OnFailure" };
-                    self.sync_container(pod, ic, &list, &sandbox, &volumes, init_policy).await?;
+                    let init_policy = if policy == "Never" {
+                        "Never"
+                    } else {
+                        "OnFailure"
+                    };
+                    self.sync_container(pod, ic, &list, &sandbox, &volumes, init_policy)
+                        .await?;
                     break;
                 }
             }
@@ -953,7 +1426,10 @@ impl Worker {
         if initialized {
             for c in &spec.containers {
                 let list = instances.get(&c.name).cloned().unwrap_or_default();
-                observed.push(self.sync_container(pod, c, &list, &sandbox, &volumes, &policy).await?);
+                observed.push(
+                    self.sync_container(pod, c, &list, &sandbox, &volumes, &policy)
+                        .await?,
+                );
             }
             instances = self.instances(&sandbox.0).await?;
         } else {
@@ -969,35 +1445,57 @@ impl Worker {
                 .containers
                 .iter()
                 .zip(observed.iter())
-                .map(|(c, before)| match instances.get(&c.name).and_then(|l| l.last()) {
-                    Some(i) if i.running() || i.created() => Observed::Running,
-                    Some(i) if i.exited() => match before {
-                        Observed::Exited { .. } => *before,
-                        _ => Observed::Exited { code: i.status.exit_code, will_restart: status::should_restart(&policy, i.status.exit_code) },
+                .map(
+                    |(c, before)| match instances.get(&c.name).and_then(|l| l.last()) {
+                        Some(i) if i.running() || i.created() => Observed::Running,
+                        Some(i) if i.exited() => match before {
+                            Observed::Exited { .. } => *before,
+                            _ => Observed::Exited {
+                                code: i.status.exit_code,
+                                will_restart: status::should_restart(&policy, i.status.exit_code),
+                            },
+                        },
+                        _ => Observed::Waiting,
                     },
-                    _ => Observed::Waiting,
-                })
+                )
                 .collect();
             status::phase(&policy, &fresh)
         };
-        self.post_status(pod, Some(&sandbox), &instances, Some(phase)).await?;
+        self.post_status(pod, Some(&sandbox), &instances, Some(phase))
+            .await?;
         Ok(TICK)
     }
 
-    fn container_status(&self, c: &Container, list: Option<&Vec<Instance>>, init: bool) -> ContainerStatus {
+    fn container_status(
+        &self,
+        c: &Container,
+        list: Option<&Vec<Instance>>,
+        init: bool,
+    ) -> ContainerStatus {
         let latest = list.and_then(|l| l.last());
-        let previous = list.and_then(|l| if l.len() >= 2 { l.get(l.len() - 2) } else { None });
+        let previous = list.and_then(|l| {
+            if l.len() >= 2 {
+                l.get(l.len() - 2)
+            } else {
+                None
+            }
+        });
         let terminated = |i: &Instance| ContainerState {
             terminated: Some(ContainerStateTerminated {
                 container_id: Some(format!("containerd://{}", i.status.id)),
                 exit_code: i.status.exit_code,
-                reason: Some(if !i.status.reason.is_empty() && i.status.reason != "Completed" && i.status.reason != "Error" {
-                    i.status.reason.clone()
-                } else if i.status.exit_code == 0 {
-                    "Completed".into()
-                } else {
-                    "Error".into()
-                }),
+                reason: Some(
+                    if !i.status.reason.is_empty()
+                        && i.status.reason != "Completed"
+                        && i.status.reason != "Error"
+                    {
+                        i.status.reason.clone()
+                    } else if i.status.exit_code == 0 {
+                        "Completed".into()
+                    } else {
+                        "Error".into()
+                    },
+                ),
                 message: Some(i.status.message.clone()).filter(|m| !m.is_empty()),
                 started_at: time_from_nanos(i.status.started_at),
                 finished_at: time_from_nanos(i.status.finished_at),
@@ -1009,13 +1507,21 @@ impl Worker {
         let running = latest.is_some_and(|i| i.running());
         let state = match latest {
             Some(i) if i.running() => ContainerState {
-                running: Some(ContainerStateRunning { started_at: time_from_nanos(i.status.started_at) }),
+                running: Some(ContainerStateRunning {
+                    started_at: time_from_nanos(i.status.started_at),
+                }),
                 ..Default::default()
             },
             Some(i) if i.exited() && waiting.is_none() => terminated(i),
             _ => ContainerState {
                 waiting: Some(ContainerStateWaiting {
-                    reason: Some(waiting.map(|w| w.reason.clone()).unwrap_or_else(|| if init && latest.is_none() { "PodInitializing".into() } else { "ContainerCreating".into() })),
+                    reason: Some(waiting.map(|w| w.reason.clone()).unwrap_or_else(|| {
+                        if init && latest.is_none() {
+                            "PodInitializing".into()
+                        } else {
+                            "ContainerCreating".into()
+                        }
+                    })),
                     message: waiting.map(|w| w.message.clone()).filter(|m| !m.is_empty()),
                 }),
                 ..Default::default()
@@ -1030,10 +1536,19 @@ impl Worker {
         ContainerStatus {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
-            image_id: latest.map(|i| i.status.image_ref.clone()).unwrap_or_default(),
+            image_id: latest
+                .map(|i| i.status.image_ref.clone())
+                .unwrap_or_default(),
             container_id: latest.map(|i| format!("containerd://{}", i.status.id)),
             ready: !init && self.container_ready(c, running),
-            started: Some(running && (c.startup_probe.is_none() || self.probes.get(&(c.name.clone(), ProbeKind::Startup)).is_some_and(|s| s.succeeded_once))),
+            started: Some(
+                running
+                    && (c.startup_probe.is_none()
+                        || self
+                            .probes
+                            .get(&(c.name.clone(), ProbeKind::Startup))
+                            .is_some_and(|s| s.succeeded_once)),
+            ),
             restart_count: i32::try_from(restart_count).unwrap_or(i32::MAX),
             state: Some(state),
             last_state: Some(last_state.unwrap_or_default()),
@@ -1062,7 +1577,10 @@ impl Worker {
             .map(|c| self.container_status(c, instances.get(&c.name), false))
             .collect();
         let initialized = init_statuses.iter().all(|s| {
-            s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0)
+            s.state
+                .as_ref()
+                .and_then(|st| st.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0)
         }) && sandbox.is_some();
         let containers_ready = statuses.iter().all(|s| s.ready) && sandbox.is_some();
         let phase = phase.unwrap_or("Pending");
@@ -1070,9 +1588,16 @@ impl Worker {
             pod.status
                 .as_ref()
                 .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == g.condition_type && c.status == "True"))
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == g.condition_type && c.status == "True")
+                })
         });
-        let old_conditions = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let old_conditions = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
         let cond = |type_: &str, ok: bool, reason: Option<&str>| {
             let status = if ok { "True" } else { "False" };
             let prev = old_conditions.iter().find(|c| c.type_ == type_);
@@ -1087,9 +1612,21 @@ impl Worker {
                 ..Default::default()
             }
         };
-        let not_ready: Vec<String> = statuses.iter().filter(|s| !s.ready).map(|s| s.name.clone()).collect();
-        let mut ready_cond = cond("Ready", containers_ready && gates_ready && phase == "Running", Some("ContainersNotReady"));
-        let mut cr_cond = cond("ContainersReady", containers_ready, Some("ContainersNotReady"));
+        let not_ready: Vec<String> = statuses
+            .iter()
+            .filter(|s| !s.ready)
+            .map(|s| s.name.clone())
+            .collect();
+        let mut ready_cond = cond(
+            "Ready",
+            containers_ready && gates_ready && phase == "Running",
+            Some("ContainersNotReady"),
+        );
+        let mut cr_cond = cond(
+            "ContainersReady",
+            containers_ready,
+            Some("ContainersNotReady"),
+        );
         if !not_ready.is_empty() {
             let msg = format!("containers with unready status: [{}]", not_ready.join(" "));
             ready_cond.message = Some(msg.clone());
@@ -1105,24 +1642,47 @@ impl Worker {
         if !initialized {
             let pending: Vec<String> = init_statuses
                 .iter()
-                .filter(|s| !s.state.as_ref().and_then(|st| st.terminated.as_ref()).is_some_and(|t| t.exit_code == 0))
+                .filter(|s| {
+                    s.state
+                        .as_ref()
+                        .and_then(|st| st.terminated.as_ref())
+                        .is_none_or(|t| t.exit_code != 0)
+                })
                 .map(|s| s.name.clone())
                 .collect();
             if !pending.is_empty() {
-                init_cond.message = Some(format!("containers with incomplete status: [{}]", pending.join(" ")));
+                init_cond.message = Some(format!(
+                    "containers with incomplete status: [{}]",
+                    pending.join(" ")
+                ));
             }
         }
-        let ours = ["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"];
+        let ours = [
+            "PodReadyToStartContainers",
+            "Initialized",
+            "ContainersReady",
+            "Ready",
+        ];
         let mut conditions: Vec<PodCondition> = vec![
             cond("PodReadyToStartContainers", sandbox.is_some(), None),
             init_cond,
             ready_cond,
             cr_cond,
         ];
-        conditions.extend(old_conditions.iter().filter(|c| !ours.contains(&c.type_.as_str())).cloned());
-        let pod_ip = sandbox.map(|s| s.1.clone()).filter(|ip| !ip.is_empty()).or_else(|| {
-            spec.host_network.unwrap_or(false).then(|| self.k.config.node_ip.to_string())
-        });
+        conditions.extend(
+            old_conditions
+                .iter()
+                .filter(|c| !ours.contains(&c.type_.as_str()))
+                .cloned(),
+        );
+        let pod_ip = sandbox
+            .map(|s| s.1.clone())
+            .filter(|ip| !ip.is_empty())
+            .or_else(|| {
+                spec.host_network
+                    .unwrap_or(false)
+                    .then(|| self.k.config.node_ip.to_string())
+            });
         let host_ip = self.k.config.node_ip.to_string();
         let mut status = serde_json::json!({
             "phase": phase,
@@ -1133,7 +1693,8 @@ impl Worker {
             "containerStatuses": statuses,
         });
         if !init_statuses.is_empty() {
-            status["initContainerStatuses"] = serde_json::to_value(&init_statuses).unwrap_or_default();
+            status["initContainerStatuses"] =
+                serde_json::to_value(&init_statuses).unwrap_or_default();
         }
         if let Some(ip) = &pod_ip {
             status["podIP"] = serde_json::json!(ip);
@@ -1148,17 +1709,32 @@ impl Worker {
         if self.last_status.as_ref() == Some(&status) {
             return Ok(());
         }
-        let api: Api<Pod> = Api::namespaced(self.k.client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default());
+        let api: Api<Pod> = Api::namespaced(
+            self.k.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+        );
         let name = pod.metadata.name.clone().unwrap_or_default();
         match api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": status })))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "status": status })),
+            )
             .await
         {
             Ok(_) => {
                 if phase == "Succeeded" || phase == "Failed" {
                     self.terminal = true;
                     if let Some(sb) = sandbox {
-                        let _ = self.k.cri.runtime.clone().stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.0.clone() }).await;
+                        let _ = self
+                            .k
+                            .cri
+                            .runtime
+                            .clone()
+                            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                                pod_sandbox_id: sb.0.clone(),
+                            })
+                            .await;
                     }
                 }
                 self.last_status = Some(status);
@@ -1171,26 +1747,52 @@ impl Worker {
 
     /// Stops every container (preStop, SIGTERM, then SIGKILL after `grace`) and removes the sandbox.
     async fn teardown(&mut self, pod: Option<&Pod>, grace: i64) {
-        let Ok(sandboxes) = self.k.cri.sandboxes(Some(&self.uid)).await else { return };
+        let Ok(sandboxes) = self.k.cri.sandboxes(Some(&self.uid)).await else {
+            return;
+        };
         let mut stops = Vec::new();
         for sb in &sandboxes {
-            let Ok(containers) = self.k.cri.containers(&sb.id).await else { continue };
+            let Ok(containers) = self.k.cri.containers(&sb.id).await else {
+                continue;
+            };
             for c in containers {
                 if c.state != cri::ContainerState::ContainerRunning as i32 {
                     continue;
                 }
-                let name = c.labels.get(LABEL_CONTAINER_NAME).cloned().unwrap_or_default();
-                let spec_c = pod.and_then(|p| p.spec.as_ref()).and_then(|s| s.containers.iter().find(|x| x.name == name).cloned());
+                let name = c
+                    .labels
+                    .get(LABEL_CONTAINER_NAME)
+                    .cloned()
+                    .unwrap_or_default();
+                let spec_c = pod
+                    .and_then(|p| p.spec.as_ref())
+                    .and_then(|s| s.containers.iter().find(|x| x.name == name).cloned());
                 if let Some(pod) = pod {
-                    self.event(pod, Some(&name), "Normal", "Killing", format!("Stopping container {name}")).await;
+                    self.event(
+                        pod,
+                        Some(&name),
+                        "Normal",
+                        "Killing",
+                        format!("Stopping container {name}"),
+                    )
+                    .await;
                 }
                 let cri = self.k.cri.clone();
                 stops.push(async move {
                     let started = Instant::now();
-                    if let Some(cmd) = spec_c.as_ref().and_then(|c| c.lifecycle.as_ref()).and_then(|l| l.pre_stop.as_ref()).and_then(|h| h.exec.as_ref()).and_then(|e| e.command.clone())
+                    if let Some(cmd) = spec_c
+                        .as_ref()
+                        .and_then(|c| c.lifecycle.as_ref())
+                        .and_then(|l| l.pre_stop.as_ref())
+                        .and_then(|h| h.exec.as_ref())
+                        .and_then(|e| e.command.clone())
                         && grace > 0
                     {
-                        let _ = tokio::time::timeout(Duration::from_secs(grace.unsigned_abs()), cri.exec_sync(&c.id, cmd, grace)).await;
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(grace.unsigned_abs()),
+                            cri.exec_sync(&c.id, cmd, grace),
+                        )
+                        .await;
                     }
                     let left = grace - i64::try_from(started.elapsed().as_secs()).unwrap_or(0);
                     let _ = cri.stop_container(&c.id, left.max(0)).await;
@@ -1216,11 +1818,17 @@ impl Worker {
 
     /// The last step of a graceful deletion: the kubelet deletes the pod object with grace 0.
     async fn finish_deletion(&mut self, pod: &Pod) {
-        let api: Api<Pod> = Api::namespaced(self.k.client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default());
+        let api: Api<Pod> = Api::namespaced(
+            self.k.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+        );
         let name = pod.metadata.name.clone().unwrap_or_default();
         let params = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
             ..Default::default()
         };
         match api.delete(&name, &params).await {

@@ -86,17 +86,22 @@ pub(crate) async fn maybe_run(
     pod_ip: &str,
     c: &Container,
 ) -> Option<Result<(), String>> {
-    let delay = Duration::from_secs(u64::try_from(probe.initial_delay_seconds.unwrap_or(0)).unwrap_or(0));
-    let running_for = Duration::from_nanos(u64::try_from(now_nanos().saturating_sub(started_at_nanos)).unwrap_or(0));
+    let delay =
+        Duration::from_secs(u64::try_from(probe.initial_delay_seconds.unwrap_or(0)).unwrap_or(0));
+    let running_for = Duration::from_nanos(
+        u64::try_from(now_nanos().saturating_sub(started_at_nanos)).unwrap_or(0),
+    );
     if running_for < delay {
         return None;
     }
-    let period = Duration::from_secs(u64::try_from(probe.period_seconds.unwrap_or(10).max(1)).unwrap_or(10));
+    let period =
+        Duration::from_secs(u64::try_from(probe.period_seconds.unwrap_or(10).max(1)).unwrap_or(10));
     if st.last_run.is_some_and(|t| t.elapsed() < period) {
         return None;
     }
     st.last_run = Some(Instant::now());
-    let timeout = Duration::from_secs(u64::try_from(probe.timeout_seconds.unwrap_or(1).max(1)).unwrap_or(1));
+    let timeout =
+        Duration::from_secs(u64::try_from(probe.timeout_seconds.unwrap_or(1).max(1)).unwrap_or(1));
     let outcome = run_once(k, probe, timeout, container_id, pod_ip, c).await;
     st.record(outcome.is_ok(), probe);
     Some(outcome)
@@ -126,23 +131,34 @@ async fn run_once(
     if let Some(exec) = &probe.exec {
         let cmd = exec.command.clone().unwrap_or_default();
         let secs = i64::try_from(timeout.as_secs()).unwrap_or(1);
-        let resp = tokio::time::timeout(timeout + Duration::from_secs(1), k.cri.exec_sync(container_id, cmd, secs))
-            .await
-            .map_err(|_| format!("command timed out after {}s", timeout.as_secs()))?
-            .map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(
+            timeout + Duration::from_secs(1),
+            k.cri.exec_sync(container_id, cmd, secs),
+        )
+        .await
+        .map_err(|_| format!("command timed out after {}s", timeout.as_secs()))?
+        .map_err(|e| e.to_string())?;
         if resp.exit_code == 0 {
             return Ok(());
         }
         let mut out = String::from_utf8_lossy(&resp.stdout).into_owned();
         out.push_str(&String::from_utf8_lossy(&resp.stderr));
         return Err(if out.trim().is_empty() {
-            format!("command {:?} exited with {}", exec.command.clone().unwrap_or_default(), resp.exit_code)
+            format!(
+                "command {:?} exited with {}",
+                exec.command.clone().unwrap_or_default(),
+                resp.exit_code
+            )
         } else {
             out.trim_end().to_string()
         });
     }
     if let Some(http) = &probe.http_get {
-        let host = http.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+        let host = http
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| pod_ip.to_string());
         let port = port_number(&http.port, c)?;
         let path = http.path.clone().unwrap_or_else(|| "/".into());
         if http.scheme.as_deref() == Some("HTTPS") {
@@ -153,9 +169,15 @@ async fn run_once(
             headers.push_str(&format!("{}: {}\r\n", h.name, h.value));
         }
         let fut = async {
-            let mut s = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| e.to_string())?;
-            let req = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\n{headers}Connection: close\r\n\r\n");
-            s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+            let mut s = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| e.to_string())?;
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\n{headers}Connection: close\r\n\r\n"
+            );
+            s.write_all(req.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
             let mut buf = vec![0u8; 1024];
             let mut got = 0;
             while got < 12 {
@@ -166,17 +188,34 @@ async fn run_once(
                 got += n;
             }
             let line = String::from_utf8_lossy(&buf[..got]).to_string();
-            let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP response")?;
-            if (200..400).contains(&code) { Ok(()) } else { Err(format!("HTTP probe failed with statuscode: {code}")) }
+            let code: u16 = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .ok_or("malformed HTTP response")?;
+            if (200..400).contains(&code) {
+                Ok(())
+            } else {
+                Err(format!("HTTP probe failed with statuscode: {code}"))
+            }
         };
         return tokio::time::timeout(timeout, fut)
             .await
             .map_err(|_| format!("Get \"http://{host}:{port}{path}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"))?;
     }
     if let Some(tcp) = &probe.tcp_socket {
-        let host = tcp.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| pod_ip.to_string());
+        let host = tcp
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| pod_ip.to_string());
         let port = port_number(&tcp.port, c)?;
-        return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+        return match tokio::time::timeout(
+            timeout,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(format!("dial tcp {host}:{port}: {e}")),
             Err(_) => Err(format!("dial tcp {host}:{port}: i/o timeout")),
@@ -191,7 +230,11 @@ mod tests {
 
     #[test]
     fn thresholds_decide_readiness_and_failure() {
-        let probe = Probe { success_threshold: Some(2), failure_threshold: Some(2), ..Default::default() };
+        let probe = Probe {
+            success_threshold: Some(2),
+            failure_threshold: Some(2),
+            ..Default::default()
+        };
         let mut st = ProbeState::new();
         st.record(true, &probe);
         assert!(!st.ready(&probe), "one success of two");
@@ -209,7 +252,10 @@ mod tests {
             "name": "c", "ports": [{"name": "http", "containerPort": 8080}]
         }))
         .expect("container");
-        assert_eq!(port_number(&IntOrString::String("http".into()), &c), Ok(8080));
+        assert_eq!(
+            port_number(&IntOrString::String("http".into()), &c),
+            Ok(8080)
+        );
         assert!(port_number(&IntOrString::String("nope".into()), &c).is_err());
         assert_eq!(port_number(&IntOrString::Int(80), &c), Ok(80));
     }

@@ -26,10 +26,16 @@ fn full(status: StatusCode, text: impl Into<String>) -> Response<Body> {
     if !text.ends_with('\n') {
         text.push('\n');
     }
-    let mut resp = Response::new(Full::new(Bytes::from(text)).map_err(|e: Infallible| match e {}).boxed());
+    let mut resp = Response::new(
+        Full::new(Bytes::from(text))
+            .map_err(|e: Infallible| match e {})
+            .boxed(),
+    );
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -66,7 +72,10 @@ pub(crate) async fn serve(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| capstan_pki::identity_from_cert(c.as_ref()).ok())
-                .is_some_and(|id| id.user == "kube-apiserver-kubelet-client" || id.groups.iter().any(|g| g == "system:masters"));
+                .is_some_and(|id| {
+                    id.user == "kube-apiserver-kubelet-client"
+                        || id.groups.iter().any(|g| g == "system:masters")
+                });
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let k = k.clone();
                 async move {
@@ -89,11 +98,17 @@ pub(crate) async fn serve(
 async fn route(k: Arc<Kubelet>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let segs: Vec<String> = path.trim_start_matches('/').split('/').map(percent_decode).collect();
+    let segs: Vec<String> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["healthz"] => full(StatusCode::OK, "ok"),
-        ["containerLogs", ns, pod, container] => container_logs(&k, ns, pod, container, &query).await,
+        ["containerLogs", ns, pod, container] => {
+            container_logs(&k, ns, pod, container, &query).await
+        }
         ["exec", ns, pod, container] => exec(&k, req, ns, pod, container, &query, false).await,
         ["attach", ns, pod, container] => exec(&k, req, ns, pod, container, &query, true).await,
         ["portForward", ns, pod] => port_forward(&k, req, ns, pod).await,
@@ -115,19 +130,29 @@ async fn sandbox_of(k: &Kubelet, ns: &str, name: &str) -> Result<cri::PodSandbox
         .cri
         .runtime
         .clone()
-        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) })
+        .list_pod_sandbox(cri::ListPodSandboxRequest {
+            filter: Some(filter),
+        })
         .await
         .map_err(|e| full(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_string()))?
         .into_inner()
         .items;
     list.sort_by_key(|s| std::cmp::Reverse(s.created_at));
-    list.into_iter()
-        .next()
-        .ok_or_else(|| full(StatusCode::NOT_FOUND, format!("pod {ns}/{name} not found on this node")))
+    list.into_iter().next().ok_or_else(|| {
+        full(
+            StatusCode::NOT_FOUND,
+            format!("pod {ns}/{name} not found on this node"),
+        )
+    })
 }
 
 /// The container instances named `container`, oldest first.
-async fn instances(k: &Kubelet, ns: &str, pod: &str, container: &str) -> Result<(cri::PodSandbox, Vec<cri::Container>), Response<Body>> {
+async fn instances(
+    k: &Kubelet,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Result<(cri::PodSandbox, Vec<cri::Container>), Response<Body>> {
     let sb = sandbox_of(k, ns, pod).await?;
     let mut list: Vec<cri::Container> = k
         .cri
@@ -137,11 +162,22 @@ async fn instances(k: &Kubelet, ns: &str, pod: &str, container: &str) -> Result<
         .into_iter()
         .filter(|c| c.labels.get(LABEL_CONTAINER_NAME).map(String::as_str) == Some(container))
         .collect();
-    list.sort_by_key(|c| (c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0), c.created_at));
+    list.sort_by_key(|c| {
+        (
+            c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
+            c.created_at,
+        )
+    });
     Ok((sb, list))
 }
 
-async fn container_logs(k: &Arc<Kubelet>, ns: &str, pod: &str, container: &str, query: &str) -> Response<Body> {
+async fn container_logs(
+    k: &Arc<Kubelet>,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    query: &str,
+) -> Response<Body> {
     let opts = LogOptions::from_query(query);
     let list = match instances(k, ns, pod, container).await {
         Ok((_, list)) => list,
@@ -161,12 +197,19 @@ async fn container_logs(k: &Arc<Kubelet>, ns: &str, pod: &str, container: &str, 
     let Some(chosen) = chosen else {
         return full(
             StatusCode::BAD_REQUEST,
-            format!("container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"),
+            format!(
+                "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+            ),
         );
     };
     let status = match k.cri.container_status(&chosen.id).await {
         Ok(Some(s)) => s,
-        Ok(None) => return full(StatusCode::NOT_FOUND, format!("container {container} not found")),
+        Ok(None) => {
+            return full(
+                StatusCode::NOT_FOUND,
+                format!("container {container} not found"),
+            );
+        }
         Err(e) => return full(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let path = std::path::PathBuf::from(&status.log_path);
@@ -181,11 +224,15 @@ async fn container_logs(k: &Arc<Kubelet>, ns: &str, pod: &str, container: &str, 
         }
     }));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, BoxError>(Frame::data(b)), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, BoxError>(Frame::data(b)), rx))
     });
     let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
     resp
 }
 
@@ -209,8 +256,14 @@ async fn exec(
         Ok((_, list)) => list,
         Err(resp) => return resp,
     };
-    let Some(c) = list.last().filter(|c| c.state == cri::ContainerState::ContainerRunning as i32) else {
-        return full(StatusCode::BAD_REQUEST, format!("container {container} is not running in pod {pod}"));
+    let Some(c) = list
+        .last()
+        .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+    else {
+        return full(
+            StatusCode::BAD_REQUEST,
+            format!("container {container} is not running in pod {pod}"),
+        );
     };
     let stdin = flag(query, &["input", "stdin"]);
     let stdout = flag(query, &["output", "stdout"]);
@@ -218,9 +271,15 @@ async fn exec(
     let tty = flag(query, &["tty"]);
     let mut rt = k.cri.runtime.clone();
     let url = if attach {
-        rt.attach(cri::AttachRequest { container_id: c.id.clone(), stdin, tty, stdout, stderr })
-            .await
-            .map(|r| r.into_inner().url)
+        rt.attach(cri::AttachRequest {
+            container_id: c.id.clone(),
+            stdin,
+            tty,
+            stdout,
+            stderr,
+        })
+        .await
+        .map(|r| r.into_inner().url)
     } else {
         let cmd: Vec<String> = query
             .split('&')
@@ -228,11 +287,21 @@ async fn exec(
             .map(percent_decode)
             .collect();
         if cmd.is_empty() {
-            return full(StatusCode::BAD_REQUEST, "you must specify at least one command for the container");
+            return full(
+                StatusCode::BAD_REQUEST,
+                "you must specify at least one command for the container",
+            );
         }
-        rt.exec(cri::ExecRequest { container_id: c.id.clone(), cmd, tty, stdin, stdout, stderr: stderr && !tty })
-            .await
-            .map(|r| r.into_inner().url)
+        rt.exec(cri::ExecRequest {
+            container_id: c.id.clone(),
+            cmd,
+            tty,
+            stdin,
+            stdout,
+            stderr: stderr && !tty,
+        })
+        .await
+        .map(|r| r.into_inner().url)
     };
     match url {
         Ok(url) => forward_to(req, &url).await,
@@ -240,7 +309,12 @@ async fn exec(
     }
 }
 
-async fn port_forward(k: &Arc<Kubelet>, req: Request<Incoming>, ns: &str, pod: &str) -> Response<Body> {
+async fn port_forward(
+    k: &Arc<Kubelet>,
+    req: Request<Incoming>,
+    ns: &str,
+    pod: &str,
+) -> Response<Body> {
     let sb = match sandbox_of(k, ns, pod).await {
         Ok(sb) => sb,
         Err(resp) => return resp,
@@ -249,7 +323,10 @@ async fn port_forward(k: &Arc<Kubelet>, req: Request<Incoming>, ns: &str, pod: &
         .cri
         .runtime
         .clone()
-        .port_forward(cri::PortForwardRequest { pod_sandbox_id: sb.id, port: Vec::new() })
+        .port_forward(cri::PortForwardRequest {
+            pod_sandbox_id: sb.id,
+            port: Vec::new(),
+        })
         .await
     {
         Ok(r) => forward_to(req, &r.into_inner().url).await,
@@ -261,10 +338,18 @@ async fn port_forward(k: &Arc<Kubelet>, req: Request<Incoming>, ns: &str, pod: &
 async fn forward_to(req: Request<Incoming>, url: &str) -> Response<Body> {
     let target: http::Uri = match url.parse() {
         Ok(u) => u,
-        Err(e) => return full(StatusCode::INTERNAL_SERVER_ERROR, format!("bad stream url {url}: {e}")),
+        Err(e) => {
+            return full(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("bad stream url {url}: {e}"),
+            );
+        }
     };
     match capstan_streams::forward(req, &target, None, None).await {
         Ok(resp) => resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()),
-        Err(e) => full(StatusCode::BAD_GATEWAY, format!("error dialing the container runtime: {e}")),
+        Err(e) => full(
+            StatusCode::BAD_GATEWAY,
+            format!("error dialing the container runtime: {e}"),
+        ),
     }
 }

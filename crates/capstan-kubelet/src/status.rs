@@ -60,7 +60,10 @@ pub(crate) enum Observed {
     Waiting,
     Running,
     /// Exited with this code; `will_restart` when the policy restarts it.
-    Exited { code: i32, will_restart: bool },
+    Exited {
+        code: i32,
+        will_restart: bool,
+    },
 }
 
 /// The pod phase from its containers, as the kubelet's `getPhase` decides it (init containers done).
@@ -74,7 +77,9 @@ pub(crate) fn phase(policy: &str, containers: &[Observed]) -> &'static str {
         match c {
             Observed::Waiting => waiting += 1,
             Observed::Running => running += 1,
-            Observed::Exited { will_restart: true, .. } => restarting += 1,
+            Observed::Exited {
+                will_restart: true, ..
+            } => restarting += 1,
             Observed::Exited { code: 0, .. } => succeeded += 1,
             Observed::Exited { .. } => failed += 1,
         }
@@ -104,7 +109,14 @@ mod tests {
 
     #[test]
     fn quantities() {
-        for (q, v) in [("250m", 0.25), ("2", 2.0), ("64Mi", 67108864.0), ("1G", 1e9), ("1.5", 1.5), ("1e3", 1000.0)] {
+        for (q, v) in [
+            ("250m", 0.25),
+            ("2", 2.0),
+            ("64Mi", 67108864.0),
+            ("1G", 1e9),
+            ("1.5", 1.5),
+            ("1e3", 1000.0),
+        ] {
             assert_eq!(parse_quantity(q), Some(v), "{q}");
         }
         assert_eq!(parse_quantity("12x"), None);
@@ -123,12 +135,63 @@ mod tests {
             ("Always", &[Waiting], "Pending"),
             ("Always", &[Running, Waiting], "Pending"),
             ("Always", &[Running], "Running"),
-            ("Never", &[Exited { code: 0, will_restart: false }], "Succeeded"),
-            ("Never", &[Exited { code: 1, will_restart: false }, Exited { code: 0, will_restart: false }], "Failed"),
-            ("Never", &[Running, Exited { code: 1, will_restart: false }], "Running"),
-            ("OnFailure", &[Exited { code: 1, will_restart: true }], "Running"),
-            ("OnFailure", &[Exited { code: 0, will_restart: false }], "Succeeded"),
-            ("Always", &[Exited { code: 0, will_restart: true }], "Running"),
+            (
+                "Never",
+                &[Exited {
+                    code: 0,
+                    will_restart: false,
+                }],
+                "Succeeded",
+            ),
+            (
+                "Never",
+                &[
+                    Exited {
+                        code: 1,
+                        will_restart: false,
+                    },
+                    Exited {
+                        code: 0,
+                        will_restart: false,
+                    },
+                ],
+                "Failed",
+            ),
+            (
+                "Never",
+                &[
+                    Running,
+                    Exited {
+                        code: 1,
+                        will_restart: false,
+                    },
+                ],
+                "Running",
+            ),
+            (
+                "OnFailure",
+                &[Exited {
+                    code: 1,
+                    will_restart: true,
+                }],
+                "Running",
+            ),
+            (
+                "OnFailure",
+                &[Exited {
+                    code: 0,
+                    will_restart: false,
+                }],
+                "Succeeded",
+            ),
+            (
+                "Always",
+                &[Exited {
+                    code: 0,
+                    will_restart: true,
+                }],
+                "Running",
+            ),
         ];
         for (policy, cs, want) in cases {
             assert_eq!(phase(policy, cs), *want, "{policy} {cs:?}");

@@ -7,11 +7,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, DownwardAPIVolumeFile, KeyToPath, ObjectFieldSelector, Pod, ResourceFieldSelector, Secret,
+    ConfigMap, DownwardAPIVolumeFile, KeyToPath, ObjectFieldSelector, Pod, ResourceFieldSelector,
+    Secret,
 };
 use kube::Api;
 
 use crate::Kubelet;
+
+/// Files of a volume: relative path -> (content, mode).
+type Files = BTreeMap<String, (Vec<u8>, Option<i32>)>;
 
 /// Host paths of a pod's volumes, by volume name.
 pub(crate) type VolumePaths = HashMap<String, PathBuf>;
@@ -24,30 +28,46 @@ pub(crate) fn pod_dir(k: &Kubelet, uid: &str) -> PathBuf {
 pub(crate) async fn prepare(k: &Kubelet, pod: &Pod, uid: &str) -> Result<VolumePaths, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let mut out = HashMap::new();
-    let Some(spec) = &pod.spec else { return Ok(out) };
+    let Some(spec) = &pod.spec else {
+        return Ok(out);
+    };
     for vol in spec.volumes.iter().flatten() {
         let dir = pod_dir(k, uid).join("volumes").join(&vol.name);
-        let fail = |e: String| format!("MountVolume.SetUp failed for volume \"{}\" : {e}", vol.name);
+        let fail =
+            |e: String| format!("MountVolume.SetUp failed for volume \"{}\" : {e}", vol.name);
         let path = if let Some(hp) = &vol.host_path {
             host_path(&hp.path, hp.type_.as_deref().unwrap_or("")).map_err(fail)?
         } else if vol.empty_dir.is_some() {
             mkdir(&dir).map_err(fail)?;
             dir
         } else if let Some(cm) = &vol.config_map {
-            let files = config_map_files(k, &ns, &cm.name, cm.items.as_deref(), cm.optional.unwrap_or(false))
-                .await
-                .map_err(fail)?;
+            let files = config_map_files(
+                k,
+                &ns,
+                &cm.name,
+                cm.items.as_deref(),
+                cm.optional.unwrap_or(false),
+            )
+            .await
+            .map_err(fail)?;
             write_files(&dir, &files, cm.default_mode.unwrap_or(0o644)).map_err(fail)?;
             dir
         } else if let Some(s) = &vol.secret {
             let name = s.secret_name.clone().unwrap_or_default();
-            let files = secret_files(k, &ns, &name, s.items.as_deref(), s.optional.unwrap_or(false))
-                .await
-                .map_err(fail)?;
+            let files = secret_files(
+                k,
+                &ns,
+                &name,
+                s.items.as_deref(),
+                s.optional.unwrap_or(false),
+            )
+            .await
+            .map_err(fail)?;
             write_files(&dir, &files, s.default_mode.unwrap_or(0o644)).map_err(fail)?;
             dir
         } else if let Some(d) = &vol.downward_api {
-            let files = downward_files(pod, d.items.as_deref().unwrap_or_default()).map_err(fail)?;
+            let files =
+                downward_files(pod, d.items.as_deref().unwrap_or_default()).map_err(fail)?;
             write_files(&dir, &files, d.default_mode.unwrap_or(0o644)).map_err(fail)?;
             dir
         } else if let Some(p) = &vol.projected {
@@ -55,20 +75,35 @@ pub(crate) async fn prepare(k: &Kubelet, pod: &Pod, uid: &str) -> Result<VolumeP
             for source in p.sources.iter().flatten() {
                 if let Some(cm) = &source.config_map {
                     files.extend(
-                        config_map_files(k, &ns, &cm.name, cm.items.as_deref(), cm.optional.unwrap_or(false))
-                            .await
-                            .map_err(fail)?,
+                        config_map_files(
+                            k,
+                            &ns,
+                            &cm.name,
+                            cm.items.as_deref(),
+                            cm.optional.unwrap_or(false),
+                        )
+                        .await
+                        .map_err(fail)?,
                     );
                 }
                 if let Some(s) = &source.secret {
                     files.extend(
-                        secret_files(k, &ns, &s.name, s.items.as_deref(), s.optional.unwrap_or(false))
-                            .await
-                            .map_err(fail)?,
+                        secret_files(
+                            k,
+                            &ns,
+                            &s.name,
+                            s.items.as_deref(),
+                            s.optional.unwrap_or(false),
+                        )
+                        .await
+                        .map_err(fail)?,
                     );
                 }
                 if let Some(d) = &source.downward_api {
-                    files.extend(downward_files(pod, d.items.as_deref().unwrap_or_default()).map_err(fail)?);
+                    files.extend(
+                        downward_files(pod, d.items.as_deref().unwrap_or_default())
+                            .map_err(fail)?,
+                    );
                 }
             }
             write_files(&dir, &files, p.default_mode.unwrap_or(0o644)).map_err(fail)?;
@@ -90,22 +125,20 @@ fn host_path(path: &str, type_: &str) -> Result<PathBuf, String> {
     let p = PathBuf::from(path);
     let meta = std::fs::metadata(&p);
     match type_ {
-        "DirectoryOrCreate" => {
-            if meta.is_err() {
-                std::fs::create_dir_all(&p).map_err(|e| format!("{path}: {e}"))?;
-                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
-            }
+        "DirectoryOrCreate" if meta.is_err() => {
+            std::fs::create_dir_all(&p).map_err(|e| format!("{path}: {e}"))?;
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755));
         }
         "Directory" if !meta.as_ref().is_ok_and(|m| m.is_dir()) => {
-            return Err(format!("hostPath type check failed: {path} is not a directory"));
+            return Err(format!(
+                "hostPath type check failed: {path} is not a directory"
+            ));
         }
-        "FileOrCreate" => {
-            if meta.is_err() {
-                if let Some(parent) = p.parent() {
-                    mkdir(parent)?;
-                }
-                std::fs::write(&p, b"").map_err(|e| format!("{path}: {e}"))?;
+        "FileOrCreate" if meta.is_err() => {
+            if let Some(parent) = p.parent() {
+                mkdir(parent)?;
             }
+            std::fs::write(&p, b"").map_err(|e| format!("{path}: {e}"))?;
         }
         "File" if !meta.as_ref().is_ok_and(|m| m.is_file()) => {
             return Err(format!("hostPath type check failed: {path} is not a file"));
@@ -118,51 +151,88 @@ fn host_path(path: &str, type_: &str) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-fn select(data: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, kind: &str, name: &str) -> Result<BTreeMap<String, (Vec<u8>, Option<i32>)>, String> {
+fn select(
+    data: BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    kind: &str,
+    name: &str,
+) -> Result<Files, String> {
     match items {
         None => Ok(data.into_iter().map(|(k, v)| (k, (v, None))).collect()),
         Some(items) => items
             .iter()
             .map(|item| {
-                let v = data
-                    .get(&item.key)
-                    .cloned()
-                    .ok_or_else(|| format!("configuration error: {kind} \"{name}\" has no key \"{}\"", item.key))?;
+                let v = data.get(&item.key).cloned().ok_or_else(|| {
+                    format!(
+                        "configuration error: {kind} \"{name}\" has no key \"{}\"",
+                        item.key
+                    )
+                })?;
                 Ok((item.path.clone(), (v, item.mode)))
             })
             .collect(),
     }
 }
 
-async fn config_map_files(k: &Kubelet, ns: &str, name: &str, items: Option<&[KeyToPath]>, optional: bool) -> Result<BTreeMap<String, (Vec<u8>, Option<i32>)>, String> {
+async fn config_map_files(
+    k: &Kubelet,
+    ns: &str,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+) -> Result<Files, String> {
     let api: Api<ConfigMap> = Api::namespaced(k.client.clone(), ns);
     match api.get_opt(name).await.map_err(|e| e.to_string())? {
         None if optional => Ok(BTreeMap::new()),
         None => Err(format!("configmap \"{name}\" not found")),
         Some(cm) => {
-            let mut data: BTreeMap<String, Vec<u8>> =
-                cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-            data.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+            let mut data: BTreeMap<String, Vec<u8>> = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            data.extend(
+                cm.binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0)),
+            );
             select(data, items, "configmap", name)
         }
     }
 }
 
-async fn secret_files(k: &Kubelet, ns: &str, name: &str, items: Option<&[KeyToPath]>, optional: bool) -> Result<BTreeMap<String, (Vec<u8>, Option<i32>)>, String> {
+async fn secret_files(
+    k: &Kubelet,
+    ns: &str,
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: bool,
+) -> Result<Files, String> {
     let api: Api<Secret> = Api::namespaced(k.client.clone(), ns);
     match api.get_opt(name).await.map_err(|e| e.to_string())? {
         None if optional => Ok(BTreeMap::new()),
         None => Err(format!("secret \"{name}\" not found")),
         Some(s) => {
-            let mut data: BTreeMap<String, Vec<u8>> =
-                s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-            data.extend(s.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
+            let mut data: BTreeMap<String, Vec<u8>> = s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            data.extend(
+                s.string_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes())),
+            );
             select(data, items, "secret", name)
         }
     }
 }
 
-fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile]) -> Result<BTreeMap<String, (Vec<u8>, Option<i32>)>, String> {
+fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile]) -> Result<Files, String> {
     items
         .iter()
         .map(|item| {
@@ -205,22 +275,40 @@ pub(crate) fn field_value(pod: &Pod, f: &ObjectFieldSelector) -> Result<String, 
         "metadata.labels" => format_map(m.labels.as_ref()),
         "metadata.annotations" => format_map(m.annotations.as_ref()),
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
-        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
         "status.hostIP" => status.and_then(|s| s.host_ip.clone()).unwrap_or_default(),
         "status.hostIPs" => status
             .and_then(|s| s.host_ips.as_ref())
-            .map(|ips| ips.iter().map(|i| i.ip.clone()).collect::<Vec<_>>().join(","))
+            .map(|ips| {
+                ips.iter()
+                    .map(|i| i.ip.clone())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .unwrap_or_default(),
         "status.podIP" => status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
         "status.podIPs" => status
             .and_then(|s| s.pod_ips.as_ref())
-            .map(|ips| ips.iter().map(|i| i.ip.clone()).collect::<Vec<_>>().join(","))
+            .map(|ips| {
+                ips.iter()
+                    .map(|i| i.ip.clone())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .unwrap_or_default(),
         _ => {
             if let Some(key) = bracket("metadata.labels") {
-                m.labels.as_ref().and_then(|l| l.get(&key).cloned()).unwrap_or_default()
+                m.labels
+                    .as_ref()
+                    .and_then(|l| l.get(&key).cloned())
+                    .unwrap_or_default()
             } else if let Some(key) = bracket("metadata.annotations") {
-                m.annotations.as_ref().and_then(|l| l.get(&key).cloned()).unwrap_or_default()
+                m.annotations
+                    .as_ref()
+                    .and_then(|l| l.get(&key).cloned())
+                    .unwrap_or_default()
             } else {
                 return Err(format!("unsupported fieldPath: {path}"));
             }
@@ -250,18 +338,23 @@ pub(crate) fn resource_value(pod: &Pod, r: &ResourceFieldSelector) -> Result<Str
     let divisor = r.divisor.as_ref().map(|d| d.0.as_str()).unwrap_or("1");
     let Some(q) = q else {
         return Ok(if name == "cpu" {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string()
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .to_string()
         } else {
             crate::node::meminfo("MemTotal").unwrap_or(0).to_string()
         });
     };
     let value = crate::status::parse_quantity(&q).ok_or_else(|| format!("bad quantity {q}"))?;
-    let div = crate::status::parse_quantity(divisor).filter(|d| *d > 0.0).unwrap_or(1.0);
+    let div = crate::status::parse_quantity(divisor)
+        .filter(|d| *d > 0.0)
+        .unwrap_or(1.0);
     Ok(format!("{}", (value / div).ceil() as i64))
 }
 
 /// Writes `files` (relative paths) under `dir` and removes files that are no longer there.
-fn write_files(dir: &Path, files: &BTreeMap<String, (Vec<u8>, Option<i32>)>, default_mode: i32) -> Result<(), String> {
+fn write_files(dir: &Path, files: &Files, default_mode: i32) -> Result<(), String> {
     mkdir(dir)?;
     for (rel, (data, mode)) in files {
         if rel.split('/').any(|seg| seg == ".." || seg.is_empty()) {
@@ -281,10 +374,16 @@ fn write_files(dir: &Path, files: &BTreeMap<String, (Vec<u8>, Option<i32>)>, def
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            let known = files.keys().any(|k| k == &name || k.starts_with(&format!("{name}/")));
+            let known = files
+                .keys()
+                .any(|k| k == &name || k.starts_with(&format!("{name}/")));
             if !known {
                 let p = entry.path();
-                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
             }
         }
     }
@@ -312,21 +411,41 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some("p".into()),
                 namespace: Some("ns".into()),
-                labels: Some([("app".to_string(), "web".to_string()), ("tier".to_string(), "a b".to_string())].into()),
+                labels: Some(
+                    [
+                        ("app".to_string(), "web".to_string()),
+                        ("tier".to_string(), "a b".to_string()),
+                    ]
+                    .into(),
+                ),
                 ..Default::default()
             },
-            spec: Some(PodSpec { node_name: Some("n1".into()), ..Default::default() }),
+            spec: Some(PodSpec {
+                node_name: Some("n1".into()),
+                ..Default::default()
+            }),
             status: None,
         }
     }
 
     #[test]
     fn field_refs_read_metadata_and_spec() {
-        let f = |p: &str| field_value(&pod(), &ObjectFieldSelector { field_path: p.into(), api_version: None });
+        let f = |p: &str| {
+            field_value(
+                &pod(),
+                &ObjectFieldSelector {
+                    field_path: p.into(),
+                    api_version: None,
+                },
+            )
+        };
         assert_eq!(f("metadata.name").as_deref(), Ok("p"));
         assert_eq!(f("spec.nodeName").as_deref(), Ok("n1"));
         assert_eq!(f("metadata.labels['app']").as_deref(), Ok("web"));
-        assert_eq!(f("metadata.labels").as_deref(), Ok("app=\"web\"\ntier=\"a b\""));
+        assert_eq!(
+            f("metadata.labels").as_deref(),
+            Ok("app=\"web\"\ntier=\"a b\"")
+        );
         assert!(f("spec.bogus").is_err());
     }
 

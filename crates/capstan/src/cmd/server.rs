@@ -248,7 +248,8 @@ async fn local_agent(
     let tls = pki
         .server_tls_config(&serving)
         .context("cannot build the kubelet TLS configuration")?;
-    let config = capstan_kubelet::KubeletConfig::new(node_name, args.data_dir.join("agent"), node_ip);
+    let config =
+        capstan_kubelet::KubeletConfig::new(node_name, args.data_dir.join("agent"), node_ip);
     Ok((config, client, tls))
 }
 

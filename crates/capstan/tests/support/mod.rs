@@ -32,18 +32,53 @@ pub(crate) struct Cluster {
     dir: TempDir,
     port: u16,
     kubeconfig: PathBuf,
+    /// A local agent runs: its pods must be stopped before the server goes.
+    agent: bool,
 }
 
 impl Cluster {
     /// Starts the server and waits until `kubectl get --raw /readyz` prints `ok`.
     pub(crate) fn start() -> Cluster {
+        Self::start_inner(false)
+    }
+
+    /// Starts the server WITH its local agent (a real kubelet on a real containerd) and waits until
+    /// the node is Ready. Tests using it must run one at a time (they share the host's CNI bridge):
+    /// see the `node` test group in `.config/nextest.toml`.
+    pub(crate) fn start_with_agent() -> Cluster {
+        let mut cluster = Self::start_inner(true);
+        cluster.agent = true;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = cluster.run(&[
+                "get",
+                "nodes",
+                "-o",
+                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            if String::from_utf8_lossy(&out.stdout).trim() == "True" {
+                return cluster;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node not Ready after 60 s; log:\n{}",
+                cluster.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn start_inner(agent: bool) -> Cluster {
         let dir = capstan_testkit::temp_dir().expect("temp dir");
         let port = capstan_testkit::free_port().expect("free port");
         let data_dir = dir.path().join("data");
         let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
-        let child = Command::new(env!("CARGO_BIN_EXE_capstan"))
-            .arg("server")
-            .arg("--disable-agent")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_capstan"));
+        command.arg("server");
+        if !agent {
+            command.arg("--disable-agent");
+        }
+        let child = command
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--https-port")
@@ -61,6 +96,7 @@ impl Cluster {
             kubeconfig: data_dir.join("admin.kubeconfig"),
             dir,
             port,
+            agent: false,
         };
         cluster.wait_ready();
         cluster
@@ -236,9 +272,42 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self.agent {
+            // Let the kubelet stop every container (controllers first, so nothing is recreated).
+            let _ = self.run(&[
+                "delete",
+                "deployments,replicasets,statefulsets,daemonsets,jobs",
+                "--all",
+                "--all-namespaces",
+                "--wait=false",
+            ]);
+            let _ = self.run(&[
+                "delete",
+                "pods",
+                "--all",
+                "--all-namespaces",
+                "--grace-period=1",
+                "--timeout=30s",
+            ]);
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if self.agent {
+            // containerd and its shims outlive a killed server: stop the ones of this data dir.
+            let pattern = self
+                .dir
+                .path()
+                .join("data")
+                .join("agent")
+                .display()
+                .to_string();
+            let _ = Command::new("pkill")
+                .arg("-9")
+                .arg("-f")
+                .arg(&pattern)
+                .status();
         }
     }
 }

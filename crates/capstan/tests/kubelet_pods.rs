@@ -1,0 +1,409 @@
+//! End-to-end: `capstan server` with its local agent runs real pods on a real containerd, driven by the
+//! real kubectl. Images come from the local registry `scripts/images.sh` fills (127.0.0.1:5000).
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use support::{Cluster, assert_contains};
+
+const BUSYBOX: &str = "127.0.0.1:5000/busybox:latest";
+const HTTPSERVER: &str = "127.0.0.1:5000/httpserver:latest";
+
+/// Polls `jsonpath` on `args` until it prints `want` (or fails after `timeout`).
+fn wait_for(
+    c: &Cluster,
+    args: &[&str],
+    path: &str,
+    want: impl Fn(&str) -> bool,
+    timeout: Duration,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        let flag = format!("-o=jsonpath={path}");
+        all.push(&flag);
+        let out = c.run(&all);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() && want(&text) {
+            return text;
+        }
+        if Instant::now() > deadline {
+            let describe = c.run(&["describe", "pods"]);
+            panic!(
+                "timed out waiting on {args:?} {path}: last {text:?}\n{}\nserver log tail:\n{}",
+                String::from_utf8_lossy(&describe.stdout),
+                tail(&c.server_log(), 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A plain HTTP GET from the host; returns the body.
+fn http_get(ip: &str, port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect((ip, port)).expect("connect to pod");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or(out)
+}
+
+#[test]
+fn run_to_completion_then_logs() {
+    let c = Cluster::start_with_agent();
+    c.ok(&[
+        "run",
+        "hello",
+        &format!("--image={BUSYBOX}"),
+        "--restart=Never",
+        "--",
+        "echo",
+        "hello",
+    ]);
+    wait_for(
+        &c,
+        &["pod", "hello"],
+        "{.status.phase}",
+        |p| p == "Succeeded",
+        Duration::from_secs(60),
+    );
+    assert_eq!(c.ok(&["logs", "hello"]), "hello\n");
+    let state = c.get_json(&["pod", "hello"]);
+    let cs = &state["status"]["containerStatuses"][0];
+    assert_eq!(cs["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(cs["state"]["terminated"]["exitCode"], 0);
+    assert!(
+        state["status"]["podIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.42.")),
+        "{state}"
+    );
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=hello",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    for reason in ["Scheduled", "Pulled", "Created", "Started"] {
+        assert_contains(&events, reason);
+    }
+    // A pull error surfaces with the registry's answer.
+    c.ok(&[
+        "run",
+        "nope",
+        "--image=127.0.0.1:5000/does-not-exist:1",
+        "--restart=Never",
+    ]);
+    let reason = wait_for(
+        &c,
+        &["pod", "nope"],
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        |r| r == "ErrImagePull" || r == "ImagePullBackOff",
+        Duration::from_secs(60),
+    );
+    assert!(!reason.is_empty());
+    // The registry's answer is in the message (ErrImagePull, and ImagePullBackOff after it).
+    wait_for(
+        &c,
+        &["pod", "nope"],
+        "{.status.containerStatuses[0].state.waiting.message}",
+        |m| m.contains("does-not-exist") && m.contains("not found"),
+        Duration::from_secs(30),
+    );
+}
+
+#[test]
+fn deployment_with_readiness_serves_exec_and_logs() {
+    let c = Cluster::start_with_agent();
+    c.apply_stdin(&format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: {HTTPSERVER}
+        ports: [{{containerPort: 8080, name: http}}]
+        readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 1}}
+"#
+    ));
+    wait_for(
+        &c,
+        &["pods", "-l", "app=web"],
+        "{.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        |s| s == "True True",
+        Duration::from_secs(90),
+    );
+    let names = c.jsonpath(&["pods", "-l", "app=web"], "{.items[*].metadata.name}");
+    let ips = c.jsonpath(&["pods", "-l", "app=web"], "{.items[*].status.podIP}");
+    for (name, ip) in names.split_whitespace().zip(ips.split_whitespace()) {
+        assert_eq!(http_get(ip, 8080, "/").trim(), "capstan httpserver");
+        assert_eq!(http_get(ip, 8080, "/cgi-bin/hostname").trim(), name);
+        // exec runs in that container.
+        assert_eq!(
+            c.ok(&["exec", name, "--", "cat", "/www/index.html"]).trim(),
+            "capstan httpserver"
+        );
+        assert_eq!(c.ok(&["exec", name, "--", "hostname"]).trim(), name);
+    }
+    let first = names.split_whitespace().next().expect("a pod");
+    // A failing command's exit code comes back through kubectl.
+    let out = c.run(&["exec", first, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    // logs -f streams: the start line, then a request's access line appears while following.
+    let follow = c.spawn_lines(&["logs", "-f", first]);
+    let lines = follow.lines_until(Duration::from_secs(20), |l| !l.is_empty());
+    assert_contains(&lines.join("\n"), "listening on :8080");
+    // cp works (tar over exec).
+    let local = c.write_file("copied.txt", "copied through kubectl cp\n");
+    c.ok(&[
+        "cp",
+        local.to_str().expect("utf8"),
+        &format!("{first}:/tmp/copied.txt"),
+    ]);
+    assert_eq!(
+        c.ok(&["exec", first, "--", "cat", "/tmp/copied.txt"]),
+        "copied through kubectl cp\n"
+    );
+}
+
+#[test]
+fn crash_loops_oom_kills_and_liveness_restarts() {
+    let c = Cluster::start_with_agent();
+    c.apply_stdin(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: crash}}
+spec:
+  containers:
+  - {{name: c, image: {BUSYBOX}, command: [sh, -c, "echo dying; exit 1"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: oom}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    command: [sh, -c, "x=a; while true; do x=$x$x$x$x; done"]
+    resources: {{limits: {{memory: 20Mi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: live}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    command: [sleep, "3600"]
+    livenessProbe: {{exec: {{command: [cat, /nonexistent]}}, periodSeconds: 1, failureThreshold: 2}}
+"#
+    ));
+    wait_for(
+        &c,
+        &["pod", "crash"],
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        |r| r == "CrashLoopBackOff",
+        Duration::from_secs(60),
+    );
+    wait_for(
+        &c,
+        &["pod", "crash"],
+        "{.status.containerStatuses[0].restartCount}",
+        |n| n.parse::<u32>().is_ok_and(|n| n >= 2),
+        Duration::from_secs(60),
+    );
+    assert_eq!(c.ok(&["logs", "crash", "--previous"]), "dying\n");
+    let last = c.jsonpath(
+        &["pod", "crash"],
+        "{.status.containerStatuses[0].lastState.terminated.exitCode}",
+    );
+    assert_eq!(last, "1");
+
+    wait_for(
+        &c,
+        &["pod", "oom"],
+        "{.status.containerStatuses[0].state.terminated.reason}",
+        |r| r == "OOMKilled",
+        Duration::from_secs(60),
+    );
+    assert_eq!(c.jsonpath(&["pod", "oom"], "{.status.phase}"), "Failed");
+
+    wait_for(
+        &c,
+        &["pod", "live"],
+        "{.status.containerStatuses[0].restartCount}",
+        |n| n.parse::<u32>().is_ok_and(|n| n >= 1),
+        Duration::from_secs(60),
+    );
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=live",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert_contains(&events, "failed liveness probe, will be restarted");
+}
+
+#[test]
+fn config_secrets_and_downward_api_reach_the_container() {
+    let c = Cluster::start_with_agent();
+    c.apply_stdin(&format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {{name: cfg}}
+data: {{greeting: hi, file.txt: "from a configmap"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: sec}}
+stringData: {{password: s3cret}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: env, labels: {{app: env-test}}}}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {{name: init, image: {BUSYBOX}, command: [sh, -c, "echo from-init > /work/init.txt"], volumeMounts: [{{name: work, mountPath: /work}}]}}
+  containers:
+  - name: c
+    image: {BUSYBOX}
+    command: [sh, -c, "echo $GREETING $PASSWORD $POD_NAME $NODE $(EXPANDED); cat /cfg/file.txt; echo; cat /sec/password; echo; cat /info/labels; echo; cat /work/init.txt; echo $KUBERNETES_SERVICE_HOST"]
+    env:
+    - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: cfg, key: greeting}}}}}}
+    - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: sec, key: password}}}}}}
+    - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+    - {{name: NODE, valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}}}
+    - {{name: EXPANDED, value: "x-$(GREETING)"}}
+    volumeMounts:
+    - {{name: cfg, mountPath: /cfg}}
+    - {{name: sec, mountPath: /sec}}
+    - {{name: info, mountPath: /info}}
+    - {{name: work, mountPath: /work}}
+  volumes:
+  - {{name: cfg, configMap: {{name: cfg}}}}
+  - {{name: sec, secret: {{secretName: sec}}}}
+  - {{name: info, downwardAPI: {{items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]}}}}
+  - {{name: work, emptyDir: {{}}}}
+"#
+    ));
+    wait_for(
+        &c,
+        &["pod", "env"],
+        "{.status.phase}",
+        |p| p == "Succeeded",
+        Duration::from_secs(60),
+    );
+    let node = c.jsonpath(&["pod", "env"], "{.spec.nodeName}");
+    let logs = c.ok(&["logs", "env"]);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(format!("hi s3cret env {node} x-hi").as_str()),
+        "{logs}"
+    );
+    assert_eq!(
+        &lines[1..6],
+        [
+            "from a configmap",
+            "s3cret",
+            "app=\"env-test\"",
+            "from-init",
+            "10.43.0.1"
+        ],
+        "{logs}"
+    );
+    // A missing ConfigMap holds the container with the kubelet's reason.
+    c.ok(&["run", "missing", &format!("--image={BUSYBOX}"), "--restart=Never", "--overrides",
+        r#"{"spec":{"containers":[{"name":"missing","image":"127.0.0.1:5000/busybox:latest","env":[{"name":"X","valueFrom":{"configMapKeyRef":{"name":"absent","key":"k"}}}]}]}}"#]);
+    wait_for(
+        &c,
+        &["pod", "missing"],
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        |r| r == "CreateContainerConfigError",
+        Duration::from_secs(60),
+    );
+}
+
+#[test]
+fn deleting_a_pod_stops_its_containers_within_the_grace_period() {
+    let c = Cluster::start_with_agent();
+    c.apply_stdin(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: sleeper}}
+spec:
+  terminationGracePeriodSeconds: 3
+  containers:
+  - {{name: c, image: {BUSYBOX}, command: [sleep, "3600"]}}
+"#
+    ));
+    wait_for(
+        &c,
+        &["pod", "sleeper"],
+        "{.status.phase}",
+        |p| p == "Running",
+        Duration::from_secs(60),
+    );
+    let uid = c.jsonpath(&["pod", "sleeper"], "{.metadata.uid}");
+    let socket = c.dir().join("data/agent/containerd/containerd.sock");
+    let containers = || {
+        let out = std::process::Command::new("ctr")
+            .arg("--address")
+            .arg(&socket)
+            .args(["-n", "k8s.io", "containers", "ls"])
+            .output()
+            .expect("run ctr");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let labelled = || {
+        let out = std::process::Command::new("ctr")
+            .arg("--address")
+            .arg(&socket)
+            .args([
+                "-n",
+                "k8s.io",
+                "containers",
+                "ls",
+                &format!("labels.\"io.kubernetes.pod.uid\"=={uid}"),
+            ])
+            .output()
+            .expect("run ctr");
+        String::from_utf8_lossy(&out.stdout).lines().skip(1).count()
+    };
+    assert!(
+        labelled() >= 2,
+        "sandbox and container exist: {}",
+        containers()
+    );
+    let started = Instant::now();
+    // `sleep` as PID 1 ignores SIGTERM: the kubelet must SIGKILL it when the grace period ends.
+    c.ok(&["delete", "pod", "sleeper", "--timeout=30s"]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "deletion took {took:?}");
+    assert_eq!(labelled(), 0, "containers left behind: {}", containers());
+}
