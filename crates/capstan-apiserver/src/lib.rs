@@ -157,6 +157,8 @@ pub struct ApiState {
     booted: std::sync::atomic::AtomicBool,
     /// Client TLS for reaching kubelets (pod logs, exec, attach, port-forward).
     kubelet_client_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The cluster CA certificate served at `/cacerts` for joining agents.
+    cluster_ca_pem: std::sync::OnceLock<String>,
 }
 
 impl ApiState {
@@ -240,6 +242,7 @@ impl ApiServer {
             ready,
             booted: std::sync::atomic::AtomicBool::new(false),
             kubelet_client_tls: config.kubelet_client_tls,
+            cluster_ca_pem: std::sync::OnceLock::new(),
         });
         Ok(Self {
             state,
@@ -247,6 +250,12 @@ impl ApiServer {
             tls: config.tls,
             cache_ready,
         })
+    }
+
+    /// Serves the cluster CA at `/cacerts` (unauthenticated, like k3s) so agents can join.
+    pub fn with_cluster_ca(self, ca_pem: &str) -> Self {
+        let _ = self.state.cluster_ca_pem.set(ca_pem.to_owned());
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -181,7 +181,7 @@ async fn handle(
     // Anonymous requests may only ask for health and version, as kube-apiserver's default RBAC allows.
     let public = matches!(
         path.as_str(),
-        "/healthz" | "/livez" | "/readyz" | "/version"
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/cacerts"
     ) || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/");
@@ -253,6 +253,11 @@ fn non_resource(state: &Arc<ApiState>, req: &Request<Incoming>, path: &str) -> R
     }
     match path {
         "/healthz" | "/livez" => text(200, "ok", "text/plain; charset=utf-8"),
+        // The cluster CA, as k3s serves it: a joining agent checks it against the hash in its token.
+        "/cacerts" => match state.cluster_ca_pem.get() {
+            Some(pem) => text(200, pem, "text/plain; charset=utf-8"),
+            None => Reply::error(&ApiError::path_not_found()),
+        },
         "/readyz" => {
             if *state.ready.borrow() && state.booted.load(std::sync::atomic::Ordering::SeqCst) {
                 text(200, "ok", "text/plain; charset=utf-8")

@@ -275,6 +275,21 @@ impl Pki {
     /// extensions are ignored (the result is never a CA and carries only clientAuth). The CSR's
     /// self-signature must verify. Returns the certificate PEM.
     pub fn sign_client_csr(&self, csr_pem: &[u8], validity: Duration) -> Result<String, PkiError> {
+        self.sign_csr(csr_pem, validity, false)
+    }
+
+    /// Signs a CSR as a serving certificate (a kubelet's): like [`Pki::sign_client_csr`] but with
+    /// serverAuth, and the DNS/IP subject alternative names the CSR requests (at least one).
+    pub fn sign_serving_csr(&self, csr_pem: &[u8], validity: Duration) -> Result<String, PkiError> {
+        self.sign_csr(csr_pem, validity, true)
+    }
+
+    fn sign_csr(
+        &self,
+        csr_pem: &[u8],
+        validity: Duration,
+        serving: bool,
+    ) -> Result<String, PkiError> {
         let der = match CertificateSigningRequestDer::from_pem_slice(csr_pem) {
             Ok(der) => der,
             Err(_) if csr_pem.first() == Some(&0x30) => CertificateSigningRequestDer::from(csr_pem),
@@ -303,12 +318,88 @@ impl Pki {
         if !has_cn {
             return Err(PkiError::NoCommonName);
         }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if serving {
+            params.subject_alt_names = csr_sans(&csr)?;
+            if params.subject_alt_names.is_empty() {
+                return Err(PkiError::InvalidCsr(
+                    "a serving certificate request needs DNS or IP names".into(),
+                ));
+            }
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
         let cert = params.signed_by(&public_key, &self.issuer)?;
         // Keep the requested subject byte for byte, as the Kubernetes signer does.
         let cert_der = der::replace_subject(cert.der(), info.subject.as_raw(), self.issuer.key())?;
         Ok(der::pem("CERTIFICATE", &cert_der))
     }
+}
+
+/// The DNS and IP names a CSR asks for (other name types are not granted).
+fn csr_sans(csr: &X509CertificationRequest<'_>) -> Result<Vec<SanType>, PkiError> {
+    let mut out = Vec::new();
+    let Some(extensions) = csr.requested_extensions() else {
+        return Ok(out);
+    };
+    for ext in extensions {
+        if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(san) = ext {
+            for name in &san.general_names {
+                match name {
+                    GeneralName::DNSName(dns) => out.push(SanType::DnsName(
+                        (*dns)
+                            .to_owned()
+                            .try_into()
+                            .map_err(|_| PkiError::InvalidSan((*dns).to_owned()))?,
+                    )),
+                    GeneralName::IPAddress(bytes) => {
+                        let ip = match bytes.len() {
+                            4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
+                            16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
+                            _ => None,
+                        };
+                        if let Some(ip) = ip {
+                            out.push(SanType::IpAddress(ip));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A new P-256 key and a PEM CSR for subject CN=`common_name` (O=`organization` when given) asking
+/// for `sans` (DNS names or IPs). Returns `(csr_pem, key_pem)`.
+pub fn new_csr(
+    common_name: &str,
+    organization: Option<&str>,
+    sans: &[String],
+) -> Result<(String, String), PkiError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    if let Some(org) = organization {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org);
+    }
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    for name in sans {
+        params.subject_alt_names.push(match name.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(
+                name.clone()
+                    .try_into()
+                    .map_err(|_| PkiError::InvalidSan(name.clone()))?,
+            ),
+        });
+    }
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let csr = params.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
 }
 
 /// Parameters shared by every leaf certificate: empty subject, random serial, not a CA,
@@ -639,6 +730,48 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 16);
         assert!(a[0] & 0x80 == 0 && a[0] != 0);
+    }
+
+    #[test]
+    fn serving_csrs_keep_their_names_and_get_server_auth() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::load_or_create(dir.path()).expect("ca");
+        let (csr, _key) = new_csr(
+            "system:node:n1",
+            Some("system:nodes"),
+            &["n1".into(), "10.0.0.7".into()],
+        )
+        .expect("csr");
+        let pem = pki
+            .sign_serving_csr(csr.as_bytes(), Duration::from_secs(3600))
+            .expect("signed");
+        let der = first_cert_der(pem.as_bytes()).expect("der");
+        let (_, cert) = parse_cert(&der).expect("parse");
+        let sans = cert_sans(&cert).expect("sans");
+        assert!(
+            sans.contains("dns:n1") && sans.contains("ip:10.0.0.7"),
+            "{sans:?}"
+        );
+        let eku = cert
+            .extended_key_usage()
+            .expect("eku")
+            .expect("present")
+            .value
+            .clone();
+        assert!(eku.server_auth && !eku.client_auth);
+        // No names: refused.
+        let (bare, _) = new_csr("system:node:n1", Some("system:nodes"), &[]).expect("csr");
+        assert!(
+            pki.sign_serving_csr(bare.as_bytes(), Duration::from_secs(60))
+                .is_err()
+        );
+        // The same request signed as a client certificate keeps the identity.
+        let client = pki
+            .sign_client_csr(csr.as_bytes(), Duration::from_secs(60))
+            .expect("client");
+        let id = crate::identity_from_pem(&client).expect("identity");
+        assert_eq!(id.user, "system:node:n1");
+        assert_eq!(id.groups, ["system:nodes"]);
     }
 
     fn client_csr(cn: &str, orgs: &[&str]) -> (KeyPair, rcgen::CertificateSigningRequest) {

@@ -27,12 +27,12 @@ mod token;
 
 use std::path::PathBuf;
 
-pub use ca::{DEFAULT_SERVING_SANS, Pki};
+pub use ca::{DEFAULT_SERVING_SANS, Pki, new_csr};
 pub use identity::{CertIdentity, identity_from_cert, identity_from_pem};
 pub use kubeconfig::{
     kubeconfig_yaml, token_kubeconfig_yaml, write_kubeconfig, write_token_kubeconfig,
 };
-pub use tls::{client_config, client_tls_config};
+pub use tls::{client_config, client_tls_config, server_tls_config};
 pub use token::{JoinToken, ca_cert_hash, load_or_create_join_token};
 
 /// A PEM certificate and its PEM (PKCS#8) private key.

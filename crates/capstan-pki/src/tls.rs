@@ -57,13 +57,21 @@ impl Pki {
     /// succeeds, so bearer tokens still work. Read the verified peer with
     /// `ServerConnection::peer_certificates` and [`crate::identity_from_cert`].
     pub fn server_tls_config(&self, serving: &CertKeyPair) -> Result<Arc<ServerConfig>, PkiError> {
+        server_tls_config(self.ca_pem(), serving)
+    }
+}
+
+/// [`Pki::server_tls_config`] for a holder of the CA certificate only (a joined agent's kubelet).
+pub fn server_tls_config(
+    ca_pem: &str,
+    serving: &CertKeyPair,
+) -> Result<Arc<ServerConfig>, PkiError> {
+    {
         let provider = provider();
-        let verifier = WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots(self.ca_pem())?),
-            provider.clone(),
-        )
-        .allow_unauthenticated()
-        .build()?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider.clone())
+                .allow_unauthenticated()
+                .build()?;
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_client_cert_verifier(verifier)

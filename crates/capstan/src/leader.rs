@@ -34,15 +34,18 @@ pub(crate) async fn run_elected<F, Fut>(
     loop {
         // Candidate: try until acquired.
         loop {
-            match try_acquire_or_renew(&leases, name, &identity).await {
+            // Another holder: wait a retry period. An error (at start-up the API server may still be
+            // creating kube-system): retry soon, a Ready node waits on the controllers.
+            let wait = match try_acquire_or_renew(&leases, name, &identity).await {
                 Ok(true) => break,
-                Ok(false) => {}
+                Ok(false) => RETRY,
                 Err(e) => {
-                    tracing::debug!(lease = name, error = %e, "leader election attempt failed")
+                    tracing::debug!(lease = name, error = %e, "leader election attempt failed");
+                    Duration::from_millis(100)
                 }
-            }
+            };
             tokio::select! {
-                () = tokio::time::sleep(RETRY) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = shutdown.cancelled() => return,
             }
         }

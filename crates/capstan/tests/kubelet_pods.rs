@@ -407,3 +407,122 @@ spec:
     assert!(took < Duration::from_secs(15), "deletion took {took:?}");
     assert_eq!(labelled(), 0, "containers left behind: {}", containers());
 }
+
+/// `capstan agent` joins a control-plane-only server with the join token (TLS bootstrap through
+/// CertificateSigningRequests), registers its node and runs pods whose logs kubectl reads through it.
+#[test]
+fn an_agent_joins_with_the_token_and_runs_pods() {
+    let c = Cluster::start();
+    let token = std::fs::read_to_string(c.dir().join("data/token")).expect("join token");
+    let agent_dir = c.dir().join("data/agent");
+    let log = std::fs::File::create(c.dir().join("agent.log")).expect("agent log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args([
+            "agent",
+            "--server",
+            &format!("https://127.0.0.1:{}", c.port()),
+            "--token",
+            token.trim(),
+        ])
+        .arg("--data-dir")
+        .arg(&agent_dir)
+        .args(["--node-name", "joined-1"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start capstan agent");
+    /// Kills the agent, then its containerd and shims (they outlive it).
+    struct Agent(std::process::Child, std::path::PathBuf);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+            let _ = std::process::Command::new("pkill")
+                .arg("-9")
+                .arg("-f")
+                .arg(self.1.display().to_string())
+                .status();
+        }
+    }
+    let mut agent = Agent(child, agent_dir.clone());
+    let agent_log = || std::fs::read_to_string(c.dir().join("agent.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = c.run(&[
+            "get",
+            "node",
+            "joined-1",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        if String::from_utf8_lossy(&ready.stdout).trim() == "True" {
+            break;
+        }
+        if let Ok(Some(status)) = agent.0.try_wait() {
+            panic!("agent exited ({status}):\n{}", agent_log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node not Ready:\n{}",
+            agent_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Both certificates came through CSRs, approved and signed by the controller manager.
+    let csrs = c.ok(&[
+        "get",
+        "csr",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.signerName} {.status.conditions[0].type}{\"\\n\"}{end}",
+    ]);
+    assert_contains(
+        &csrs,
+        "kubernetes.io/kube-apiserver-client-kubelet Approved",
+    );
+    assert_contains(&csrs, "kubernetes.io/kubelet-serving Approved");
+    c.ok(&[
+        "run",
+        "joined",
+        &format!("--image={BUSYBOX}"),
+        "--restart=Never",
+        "--",
+        "echo",
+        "from the joined node",
+    ]);
+    wait_for(
+        &c,
+        &["pod", "joined"],
+        "{.status.phase}",
+        |p| p == "Succeeded",
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        c.jsonpath(&["pod", "joined"], "{.spec.nodeName}"),
+        "joined-1"
+    );
+    assert_eq!(c.ok(&["logs", "joined"]), "from the joined node\n");
+    // A wrong token is refused before anything is written.
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args([
+            "agent",
+            "--server",
+            &format!("https://127.0.0.1:{}", c.port()),
+        ])
+        .args([
+            "--token",
+            "K100000000000000000000000000000000000000000000000000000000000000000::server:nope",
+        ])
+        .arg("--data-dir")
+        .arg(c.dir().join("bad-agent"))
+        .output()
+        .expect("run agent");
+    assert!(!bad.status.success());
+    assert_contains(
+        &String::from_utf8_lossy(&bad.stderr),
+        "does not match the hash in the join token",
+    );
+    c.ok(&["delete", "pod", "joined", "--timeout=30s"]);
+    drop(agent);
+}

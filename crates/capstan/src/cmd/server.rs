@@ -79,7 +79,7 @@ async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into())
@@ -145,7 +145,8 @@ async fn serve(args: ServerArgs) -> Result<()> {
         advertise_address: advertise,
         kubelet_client_tls: Some(kubelet_client_tls(&pki)?),
     })
-    .map_err(|e| anyhow::anyhow!("cannot start the API server: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("cannot start the API server: {e}"))?
+    .with_cluster_ca(pki.ca_pem());
     tracing::info!(%address, kubeconfig = %kubeconfig.display(), "capstan server listening");
 
     let shutdown = CancellationToken::new();
@@ -289,7 +290,7 @@ fn write_admin_kubeconfig(pki: &capstan_pki::Pki, path: &Path, port: u16) -> Res
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {
