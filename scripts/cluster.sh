@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+bash scripts/images.sh
 cargo build --release --locked -p capstan
 exec target/release/capstan server "$@"

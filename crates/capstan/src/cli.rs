@@ -54,6 +54,9 @@ pub(crate) struct ServerArgs {
     /// Name of the local node (default: the hostname).
     #[arg(long)]
     pub(crate) node_name: Option<String>,
+    /// The local agent uses this CRI socket instead of starting its own containerd.
+    #[arg(long)]
+    pub(crate) container_runtime_endpoint: Option<PathBuf>,
     /// How long a node may go without a heartbeat before it is marked NotReady.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     pub(crate) node_monitor_grace_period: Duration,
@@ -79,6 +82,9 @@ pub(crate) struct AgentArgs {
     /// Name of this node (default: the hostname).
     #[arg(long)]
     pub(crate) node_name: Option<String>,
+    /// Use this CRI socket instead of starting containerd.
+    #[arg(long)]
+    pub(crate) container_runtime_endpoint: Option<PathBuf>,
 }
 
 /// Parses Go-style durations as Kubernetes flags take them: `40s`, `5m`, `1h30m`, `500ms`.

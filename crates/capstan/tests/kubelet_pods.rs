@@ -524,5 +524,82 @@ fn an_agent_joins_with_the_token_and_runs_pods() {
         "does not match the hash in the join token",
     );
     c.ok(&["delete", "pod", "joined", "--timeout=30s"]);
+
+    // A restarted agent adopts the running pods: same container, no restart.
+    c.ok(&[
+        "run",
+        "keeper",
+        &format!("--image={BUSYBOX}"),
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    wait_for(
+        &c,
+        &["pod", "keeper"],
+        "{.status.phase}",
+        |p| p == "Running",
+        Duration::from_secs(60),
+    );
+    let before = c.jsonpath(
+        &["pod", "keeper"],
+        "{.status.containerStatuses[0].containerID}",
+    );
+    let _ = agent.0.kill();
+    let _ = agent.0.wait();
+    let log = std::fs::File::create(c.dir().join("agent2.log")).expect("agent log");
+    agent.0 = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+        .args([
+            "agent",
+            "--server",
+            &format!("https://127.0.0.1:{}", c.port()),
+            "--token",
+            token.trim(),
+        ])
+        .arg("--data-dir")
+        .arg(&agent_dir)
+        .args(["--node-name", "joined-1"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("restart capstan agent");
+    let agent2_log = std::fs::read_to_string(c.dir().join("agent2.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(c.dir().join("agent2.log"))
+        .unwrap_or_default()
+        .contains("adopting the running containerd")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "agent did not adopt containerd:\n{agent2_log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Give the new agent a few passes over the pod, then check nothing was restarted.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        c.jsonpath(
+            &["pod", "keeper"],
+            "{.status.containerStatuses[0].containerID}"
+        ),
+        before
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["pod", "keeper"],
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+    assert_eq!(c.jsonpath(&["pod", "keeper"], "{.status.phase}"), "Running");
+    c.ok(&[
+        "delete",
+        "pod",
+        "keeper",
+        "--grace-period=1",
+        "--timeout=30s",
+    ]);
     drop(agent);
 }

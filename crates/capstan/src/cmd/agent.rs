@@ -128,8 +128,9 @@ async fn agent(args: AgentArgs) -> Result<()> {
         tracing::info!("shutting down");
         signal.cancel();
     });
-    let config =
+    let mut config =
         capstan_kubelet::KubeletConfig::new(&node_name, args.data_dir.join("agent"), node_ip);
+    config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
     capstan_kubelet::run(config, client, tls, shutdown)
         .await
         .context("the kubelet failed")?;

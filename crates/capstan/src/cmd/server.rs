@@ -249,8 +249,9 @@ async fn local_agent(
     let tls = pki
         .server_tls_config(&serving)
         .context("cannot build the kubelet TLS configuration")?;
-    let config =
+    let mut config =
         capstan_kubelet::KubeletConfig::new(node_name, args.data_dir.join("agent"), node_ip);
+    config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
     Ok((config, client, tls))
 }
 
