@@ -603,3 +603,76 @@ fn an_agent_joins_with_the_token_and_runs_pods() {
     ]);
     drop(agent);
 }
+
+/// The agent supervises containerd: killed, it comes back, running containers survive (they live in
+/// their shims), and new pods start.
+#[test]
+fn containerd_is_restarted_when_it_dies() {
+    let c = Cluster::start_with_agent();
+    c.ok(&[
+        "run",
+        "survivor",
+        &format!("--image={BUSYBOX}"),
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    wait_for(
+        &c,
+        &["pod", "survivor"],
+        "{.status.phase}",
+        |p| p == "Running",
+        Duration::from_secs(60),
+    );
+    let before = c.jsonpath(
+        &["pod", "survivor"],
+        "{.status.containerStatuses[0].containerID}",
+    );
+    let config = c.dir().join("data/agent/containerd/config.toml");
+    let pattern = format!("containerd --config {}", config.display());
+    let killed = std::process::Command::new("pkill")
+        .args(["-9", "-f", &pattern])
+        .status()
+        .expect("pkill");
+    assert!(killed.success(), "no containerd matched {pattern}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.server_log().contains("containerd exited; restarting it") {
+        assert!(
+            Instant::now() < deadline,
+            "no restart logged:\n{}",
+            tail(&c.server_log(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.ok(&[
+        "run",
+        "after",
+        &format!("--image={BUSYBOX}"),
+        "--restart=Never",
+        "--",
+        "echo",
+        "after restart",
+    ]);
+    wait_for(
+        &c,
+        &["pod", "after"],
+        "{.status.phase}",
+        |p| p == "Succeeded",
+        Duration::from_secs(60),
+    );
+    assert_eq!(c.ok(&["logs", "after"]), "after restart\n");
+    assert_eq!(
+        c.jsonpath(
+            &["pod", "survivor"],
+            "{.status.containerStatuses[0].containerID}"
+        ),
+        before
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["pod", "survivor"],
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+}
