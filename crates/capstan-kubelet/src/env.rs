@@ -52,12 +52,45 @@ async fn secret(k: &Kubelet, ns: &str, name: &str) -> Result<Option<Secret>, Str
         .map_err(|e| e.to_string())
 }
 
+/// Cluster Services every pod needs to know about, read at most every 30 s (each container start
+/// would otherwise cost API round trips).
+#[derive(Debug, Default)]
+pub(crate) struct ServiceCache {
+    inner: tokio::sync::Mutex<Option<(std::time::Instant, Option<Service>, bool)>>,
+}
+
+impl ServiceCache {
+    async fn get(&self, client: &kube::Client) -> (Option<Service>, bool) {
+        let mut guard = self.inner.lock().await;
+        if let Some((at, svc, dns)) = guard.as_ref()
+            && at.elapsed() < std::time::Duration::from_secs(30)
+        {
+            return (svc.clone(), *dns);
+        }
+        let svc = Api::<Service>::namespaced(client.clone(), "default")
+            .get_opt("kubernetes")
+            .await
+            .ok()
+            .flatten();
+        let dns = Api::<Service>::namespaced(client.clone(), "kube-system")
+            .get_opt("kube-dns")
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+        *guard = Some((std::time::Instant::now(), svc.clone(), dns));
+        (svc, dns)
+    }
+
+    /// Whether the cluster DNS Service (`kube-system/kube-dns`) exists.
+    pub(crate) async fn kube_dns(&self, client: &kube::Client) -> bool {
+        self.get(client).await.1
+    }
+}
+
 /// The service variables for the `kubernetes` Service (Docker-links style, as the kubelet writes them).
 async fn service_env(k: &Kubelet) -> Vec<(String, String)> {
-    let Ok(Some(svc)) = Api::<Service>::namespaced(k.client.clone(), "default")
-        .get_opt("kubernetes")
-        .await
-    else {
+    let Some(svc) = k.services.get(&k.client).await.0 else {
         return Vec::new();
     };
     let Some(spec) = svc.spec else {

@@ -123,6 +123,7 @@ pub(crate) struct Kubelet {
     pub config: KubeletConfig,
     pub client: kube::Client,
     pub cri: Cri,
+    pub services: env::ServiceCache,
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -183,6 +184,7 @@ pub async fn run(
         config,
         client,
         cri,
+        services: env::ServiceCache::default(),
     });
     tokio::spawn(server::serve(
         kubelet.clone(),

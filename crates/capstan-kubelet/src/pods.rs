@@ -12,7 +12,7 @@ use k8s_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, Event, EventSource, HostIP, ObjectReference, Pod,
-    PodCondition, PodIP, Service,
+    PodCondition, PodIP,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
@@ -330,12 +330,13 @@ impl Worker {
             count: Some(1),
             ..Default::default()
         };
-        if let Err(e) = Api::<Event>::namespaced(self.k.client.clone(), &ns)
-            .create(&PostParams::default(), &event)
-            .await
-        {
-            tracing::debug!(error = %e, "cannot post event");
-        }
+        // Events are best effort and must not slow the pod down: post them in the background.
+        let api = Api::<Event>::namespaced(self.k.client.clone(), &ns);
+        tokio::spawn(async move {
+            if let Err(e) = api.create(&PostParams::default(), &event).await {
+                tracing::debug!(error = %e, "cannot post event");
+            }
+        });
     }
 
     /// The ready sandbox of this pod, if any: (id, ip).
@@ -388,12 +389,7 @@ impl Worker {
             _ => false,
         };
         // Cluster DNS only when a cluster DNS Service exists; otherwise pods resolve like the host.
-        let dns_service = Api::<Service>::namespaced(self.k.client.clone(), "kube-system")
-            .get_opt("kube-dns")
-            .await
-            .ok()
-            .flatten()
-            .is_some();
+        let dns_service = cluster && self.k.services.kube_dns(&self.k.client).await;
         if cluster && dns_service {
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
             let d = &self.k.config.cluster_domain;
