@@ -199,7 +199,10 @@ async fn remove_finalizer(api: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
         .collect();
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let patch = json!({"metadata": {"resourceVersion": pod.metadata.resource_version, "finalizers": finalizers}});
-    match api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await {
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(e.into()),
@@ -314,7 +317,11 @@ impl Sync<'_> {
     }
 
     fn indexed(&self) -> bool {
-        self.job.spec.as_ref().and_then(|s| s.completion_mode.as_deref()) == Some("Indexed")
+        self.job
+            .spec
+            .as_ref()
+            .and_then(|s| s.completion_mode.as_deref())
+            == Some("Indexed")
     }
 
     async fn run(&mut self) -> Result<Action, Error> {
@@ -334,21 +341,27 @@ impl Sync<'_> {
         }
         let now = Timestamp::now();
         let suspended = spec.suspend == Some(true);
-        let mut active: Vec<&Pod> = owned
-            .iter()
-            .filter(|p| pods::is_active(p))
-            .collect();
+        let mut active: Vec<&Pod> = owned.iter().filter(|p| pods::is_active(p)).collect();
         active.sort_by_key(|p| p.metadata.name.clone());
         let terminating = owned
             .iter()
-            .filter(|p| pods::is_terminating(p) && !matches!(pods::phase(p), Some("Succeeded" | "Failed")))
+            .filter(|p| {
+                pods::is_terminating(p) && !matches!(pods::phase(p), Some("Succeeded" | "Failed"))
+            })
             .count();
 
         // Start, suspension and resumption.
         if suspended {
             if condition(&self.status, cond::SUSPENDED).is_none() {
-                set_condition(&mut self.status, cond::SUSPENDED, "True", "JobSuspended", "Job suspended");
-                self.event(EventType::Normal, "Suspended", "Job suspended".into()).await;
+                set_condition(
+                    &mut self.status,
+                    cond::SUSPENDED,
+                    "True",
+                    "JobSuspended",
+                    "Job suspended",
+                );
+                self.event(EventType::Normal, "Suspended", "Job suspended".into())
+                    .await;
             }
         } else {
             if self
@@ -358,8 +371,15 @@ impl Sync<'_> {
                 .flatten()
                 .any(|c| c.type_ == cond::SUSPENDED && c.status == "True")
             {
-                set_condition(&mut self.status, cond::SUSPENDED, "False", "JobResumed", "Job resumed");
-                self.event(EventType::Normal, "Resumed", "Job resumed".into()).await;
+                set_condition(
+                    &mut self.status,
+                    cond::SUSPENDED,
+                    "False",
+                    "JobResumed",
+                    "Job resumed",
+                );
+                self.event(EventType::Normal, "Resumed", "Job resumed".into())
+                    .await;
                 self.status.start_time = None;
             }
             if self.status.start_time.is_none() {
@@ -372,19 +392,25 @@ impl Sync<'_> {
         let failed = self.status.failed.unwrap_or(0);
         let completions = spec.completions;
         let indexed = self.indexed();
-        let done_indexes = parse_indexes(self.status.completed_indexes.as_deref().unwrap_or_default());
+        let done_indexes =
+            parse_indexes(self.status.completed_indexes.as_deref().unwrap_or_default());
         let mut requeue: Option<Duration> = None;
         if condition(&self.status, cond::FAILURE_TARGET).is_none()
             && condition(&self.status, cond::SUCCESS_CRITERIA_MET).is_none()
         {
             let backoff_limit = spec.backoff_limit.unwrap_or(DEFAULT_BACKOFF_LIMIT);
-            let deadline = spec.active_deadline_seconds.filter(|_| !suspended).and_then(|secs| {
-                let start = self.status.start_time.as_ref()?.0.as_second();
-                Some(start + secs)
-            });
+            let deadline = spec
+                .active_deadline_seconds
+                .filter(|_| !suspended)
+                .and_then(|secs| {
+                    let start = self.status.start_time.as_ref()?.0.as_second();
+                    Some(start + secs)
+                });
             let reached = if indexed {
                 completions.is_some_and(|c| {
-                    i32::try_from(done_indexes.iter().filter(|i| **i < c).count()).unwrap_or(i32::MAX) >= c
+                    i32::try_from(done_indexes.iter().filter(|i| **i < c).count())
+                        .unwrap_or(i32::MAX)
+                        >= c
                 })
             } else {
                 match completions {
@@ -417,7 +443,9 @@ impl Sync<'_> {
                     "Reached expected number of succeeded pods",
                 );
             } else if let Some(d) = deadline {
-                requeue = Some(Duration::from_secs(u64::try_from(d - now.as_second()).unwrap_or(0).max(1)));
+                requeue = Some(Duration::from_secs(
+                    u64::try_from(d - now.as_second()).unwrap_or(0).max(1),
+                ));
             }
         }
 
@@ -429,9 +457,14 @@ impl Sync<'_> {
             // Ending: no new pods, the active ones go; the terminal condition once none is left.
             errors.extend(self.delete_pods(&active).await);
             let pending = owned.iter().any(|p| pods::is_active(p) || has_finalizer(p));
-            let uncounted = self.status.uncounted_terminated_pods.as_ref().is_some_and(|u| {
-                !u.succeeded.as_ref().is_none_or(Vec::is_empty) || !u.failed.as_ref().is_none_or(Vec::is_empty)
-            });
+            let uncounted = self
+                .status
+                .uncounted_terminated_pods
+                .as_ref()
+                .is_some_and(|u| {
+                    !u.succeeded.as_ref().is_none_or(Vec::is_empty)
+                        || !u.failed.as_ref().is_none_or(Vec::is_empty)
+                });
             if !pending && !uncounted {
                 let reason = target.reason.clone().unwrap_or_default();
                 let message = target.message.clone().unwrap_or_default();
@@ -441,18 +474,27 @@ impl Sync<'_> {
                 } else {
                     set_condition(&mut self.status, cond::COMPLETE, "True", &reason, &message);
                     self.status.completion_time = Some(now_time());
-                    self.event(EventType::Normal, "Completed", "Job completed".into()).await;
+                    self.event(EventType::Normal, "Completed", "Job completed".into())
+                        .await;
                 }
             }
-            self.status.active = Some(0);
+            self.status.active = None;
         } else if suspended {
             errors.extend(self.delete_pods(&active).await);
-            self.status.active = Some(0);
+            self.status.active = None;
         } else {
             let parallelism = spec.parallelism.unwrap_or(1).max(0);
             let active_count = i32::try_from(active.len()).unwrap_or(i32::MAX);
             if indexed {
-                errors.extend(self.manage_indexed(&active, &done_indexes, completions.unwrap_or(0), parallelism).await);
+                errors.extend(
+                    self.manage_indexed(
+                        &active,
+                        &done_indexes,
+                        completions.unwrap_or(0),
+                        parallelism,
+                    )
+                    .await,
+                );
             } else {
                 let want = match completions {
                     None if succeeded > 0 => active_count.min(parallelism),
@@ -463,7 +505,12 @@ impl Sync<'_> {
                     let surplus = usize::try_from(active_count - want).unwrap_or(0);
                     // Not-ready pods first, then the newest.
                     let mut victims = active.clone();
-                    victims.sort_by_key(|p| (pods::is_ready(p), std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0))));
+                    victims.sort_by_key(|p| {
+                        (
+                            pods::is_ready(p),
+                            std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0)),
+                        )
+                    });
                     victims.truncate(surplus);
                     errors.extend(self.delete_pods(&victims).await);
                 } else if active_count < want {
@@ -478,14 +525,19 @@ impl Sync<'_> {
                 i32::try_from(
                     now_active
                         .iter()
-                        .filter(|p| owners::controller_ref(&p.metadata).is_some_and(|r| r.uid == uid))
+                        .filter(|p| {
+                            owners::controller_ref(&p.metadata).is_some_and(|r| r.uid == uid)
+                        })
                         .filter(|p| pods::is_active(p))
                         .count(),
                 )
                 .unwrap_or(i32::MAX),
-            );
+            )
+            .filter(|n| *n > 0);
         }
-        self.status.ready = Some(i32::try_from(active.iter().filter(|p| pods::is_ready(p)).count()).unwrap_or(i32::MAX));
+        self.status.ready = Some(
+            i32::try_from(active.iter().filter(|p| pods::is_ready(p)).count()).unwrap_or(i32::MAX),
+        );
         self.status.terminating = Some(i32::try_from(terminating).unwrap_or(i32::MAX));
         self.write_status().await?;
         if let Some(first) = errors.into_iter().next() {
@@ -509,7 +561,10 @@ impl Sync<'_> {
             match owners::claim(&uid, deleting, &pod.metadata, selected) {
                 Claim::Owned => owned.push(pod),
                 Claim::Adopt => {
-                    if let Some(p) = owners::adopt(&self.pods, &pod, owners::new_controller_ref(self.job)).await? {
+                    if let Some(p) =
+                        owners::adopt(&self.pods, &pod, owners::new_controller_ref(self.job))
+                            .await?
+                    {
                         owned.push(p);
                     }
                 }
@@ -524,12 +579,17 @@ impl Sync<'_> {
     /// safe to repeat: record uids, drop finalizers, count).
     async fn count_finished(&mut self, owned: &[Pod], job_finished: bool) -> Result<(), Error> {
         let suspended = self.job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
-        let mut uncounted = self.status.uncounted_terminated_pods.clone().unwrap_or_default();
+        let mut uncounted = self
+            .status
+            .uncounted_terminated_pods
+            .clone()
+            .unwrap_or_default();
         let (mut ok, mut bad): (Vec<String>, Vec<String>) = (
             uncounted.succeeded.clone().unwrap_or_default(),
             uncounted.failed.clone().unwrap_or_default(),
         );
-        let mut done_indexes = parse_indexes(self.status.completed_indexes.as_deref().unwrap_or_default());
+        let mut done_indexes =
+            parse_indexes(self.status.completed_indexes.as_deref().unwrap_or_default());
         let mut recorded = false;
         for pod in owned.iter().filter(|p| has_finalizer(p)) {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -538,11 +598,11 @@ impl Sync<'_> {
             }
             match pods::phase(pod) {
                 Some("Succeeded") => {
-                    if let Some(i) = index_of(pod).filter(|_| self.indexed()) {
-                        if !done_indexes.insert(i) {
-                            // That index had already succeeded: not counted again.
-                            continue;
-                        }
+                    if let Some(i) = index_of(pod).filter(|_| self.indexed())
+                        && !done_indexes.insert(i)
+                    {
+                        // That index had already succeeded: not counted again.
+                        continue;
                     }
                     ok.push(uid);
                 }
@@ -574,12 +634,24 @@ impl Sync<'_> {
         let releases = owned
             .iter()
             .filter(|p| has_finalizer(p))
-            .filter(|p| p.metadata.uid.as_ref().is_some_and(|u| recorded_uids.contains(u)))
+            .filter(|p| {
+                p.metadata
+                    .uid
+                    .as_ref()
+                    .is_some_and(|u| recorded_uids.contains(u))
+            })
             .map(|p| remove_finalizer(&self.pods, p));
         for result in join_all(releases).await {
             result?;
         }
-        let add = |v: Option<i32>, n: usize| Some(v.unwrap_or(0).saturating_add(i32::try_from(n).unwrap_or(i32::MAX)));
+        // Counters are omitted while zero, as kube's `omitempty` prints them.
+        let add = |v: Option<i32>, n: usize| {
+            Some(
+                v.unwrap_or(0)
+                    .saturating_add(i32::try_from(n).unwrap_or(i32::MAX)),
+            )
+            .filter(|t| *t > 0)
+        };
         self.status.succeeded = add(self.status.succeeded, ok.len());
         self.status.failed = add(self.status.failed, bad.len());
         self.status.uncounted_terminated_pods = Some(UncountedTerminatedPods {
@@ -591,7 +663,12 @@ impl Sync<'_> {
 
     /// TTL-after-finished: delete the Job once `ttlSecondsAfterFinished` have passed.
     async fn after_finished(&self) -> Result<Action, Error> {
-        let Some(ttl) = self.job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished) else {
+        let Some(ttl) = self
+            .job
+            .spec
+            .as_ref()
+            .and_then(|s| s.ttl_seconds_after_finished)
+        else {
             return Ok(Action::await_change());
         };
         let Some(finished) = finish_time(&self.status) else {
@@ -600,9 +677,14 @@ impl Sync<'_> {
         let expires = finished.as_second() + i64::from(ttl);
         let left = expires - Timestamp::now().as_second();
         if left > 0 {
-            return Ok(Action::requeue(Duration::from_secs(u64::try_from(left).unwrap_or(1))));
+            return Ok(Action::requeue(Duration::from_secs(
+                u64::try_from(left).unwrap_or(1),
+            )));
         }
-        tracing::info!(job = self.name(), "deleting a finished job past its ttlSecondsAfterFinished");
+        tracing::info!(
+            job = self.name(),
+            "deleting a finished job past its ttlSecondsAfterFinished"
+        );
         let params = DeleteParams {
             propagation_policy: Some(kube::api::PropagationPolicy::Background),
             preconditions: Some(kube::api::Preconditions {
@@ -631,7 +713,8 @@ impl Sync<'_> {
         let mut surplus = Vec::new();
         for pod in active {
             match index_of(pod) {
-                Some(i) if (0..completions).contains(&i) && !done.contains(&i) && seen.insert(i) => {}
+                Some(i)
+                    if (0..completions).contains(&i) && !done.contains(&i) && seen.insert(i) => {}
                 _ => surplus.push(*pod),
             }
         }
@@ -647,72 +730,41 @@ impl Sync<'_> {
         errors
     }
 
-    fn new_pod(&self, index: Option<i32>) -> Result<Pod, Error> {
-        let spec = self.job.spec.as_ref().ok_or_else(|| Error::Invalid("job without spec".into()))?;
-        let mut pod = pods::from_template(&spec.template, self.job);
-        let name = self.name();
-        pod.metadata.generate_name = Some(match index {
-            Some(i) => format!("{name}-{i}-"),
-            None => format!("{name}-"),
-        });
-        pod.metadata
-            .finalizers
-            .get_or_insert_with(Vec::new)
-            .push(TRACKING_FINALIZER.into());
-        if let Some(i) = index {
-            pod.metadata
-                .annotations
-                .get_or_insert_with(BTreeMap::new)
-                .insert(COMPLETION_INDEX.into(), i.to_string());
-            pod.metadata
-                .labels
-                .get_or_insert_with(BTreeMap::new)
-                .insert(COMPLETION_INDEX.into(), i.to_string());
-            if let Some(pod_spec) = pod.spec.as_mut() {
-                pod_spec.hostname = Some(format!("{name}-{i}"));
-                let env = EnvVar {
-                    name: "JOB_COMPLETION_INDEX".into(),
-                    value: None,
-                    value_from: Some(EnvVarSource {
-                        field_ref: Some(ObjectFieldSelector {
-                            api_version: None,
-                            field_path: format!("metadata.labels['{COMPLETION_INDEX}']"),
-                        }),
-                        ..Default::default()
-                    }),
-                };
-                for c in pod_spec.init_containers.iter_mut().flatten().chain(pod_spec.containers.iter_mut()) {
-                    let vars = c.env.get_or_insert_with(Vec::new);
-                    if !vars.iter().any(|v| v.name == env.name) {
-                        vars.push(env.clone());
-                    }
-                }
-            }
-        }
-        Ok(pod)
-    }
-
     async fn create_pod(&self, index: Option<i32>) -> Result<(), Error> {
-        let pod = self.new_pod(index)?;
+        let pod = new_pod(self.job, index)?;
         match self.pods.create(&PostParams::default(), &pod).await {
             Ok(created) => {
                 let name = created.metadata.name.unwrap_or_default();
-                self.event(EventType::Normal, "SuccessfulCreate", format!("Created pod: {name}")).await;
+                self.event(
+                    EventType::Normal,
+                    "SuccessfulCreate",
+                    format!("Created pod: {name}"),
+                )
+                .await;
                 Ok(())
             }
             Err(e) => {
-                self.event(EventType::Warning, "FailedCreate", format!("Error creating: {e}")).await;
+                self.event(
+                    EventType::Warning,
+                    "FailedCreate",
+                    format!("Error creating: {e}"),
+                )
+                .await;
                 Err(e.into())
             }
         }
     }
-
     async fn delete_pods(&self, victims: &[&Pod]) -> Vec<Error> {
         let results = join_all(victims.iter().map(|pod| async move {
             let name = pod.metadata.name.as_deref().unwrap_or_default();
             match self.pods.delete(name, &DeleteParams::default()).await {
                 Ok(_) => {
-                    self.event(EventType::Normal, "SuccessfulDelete", format!("Deleted pod: {name}")).await;
+                    self.event(
+                        EventType::Normal,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {name}"),
+                    )
+                    .await;
                     Ok(())
                 }
                 Err(e) if is_not_found(&e) => Ok(()),
@@ -724,7 +776,10 @@ impl Sync<'_> {
     }
 
     async fn event(&self, type_: EventType, reason: &str, message: String) {
-        self.state.recorder.publish(self.job, type_, reason, message).await;
+        self.state
+            .recorder
+            .publish(self.job, type_, reason, message)
+            .await;
     }
 
     /// Writes the working status if it differs from the stored one. Fields that were cleared are
@@ -733,15 +788,27 @@ impl Sync<'_> {
         if self.job.status.as_ref() == Some(&self.status) {
             return Ok(());
         }
-        let mut body = serde_json::to_value(&self.status).map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut body =
+            serde_json::to_value(&self.status).map_err(|e| Error::Invalid(e.to_string()))?;
         if let Some(o) = body.as_object_mut() {
-            for field in ["startTime", "completionTime", "completedIndexes"] {
+            for field in [
+                "startTime",
+                "completionTime",
+                "completedIndexes",
+                "active",
+                "failed",
+                "succeeded",
+            ] {
                 o.entry(field).or_insert(Value::Null);
             }
         }
         match self
             .jobs
-            .patch_status(self.name(), &PatchParams::default(), &Patch::Merge(json!({"status": body})))
+            .patch_status(
+                self.name(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": body})),
+            )
             .await
         {
             Ok(updated) => {
@@ -754,6 +821,60 @@ impl Sync<'_> {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The pod for `job` (and `index`, for Indexed Jobs), not yet created.
+fn new_pod(job: &Job, index: Option<i32>) -> Result<Pod, Error> {
+    let spec = job
+        .spec
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("job without spec".into()))?;
+    let mut pod = pods::from_template(&spec.template, job);
+    let name = job.metadata.name.as_deref().unwrap_or_default();
+    pod.metadata.generate_name = Some(match index {
+        Some(i) => format!("{name}-{i}-"),
+        None => format!("{name}-"),
+    });
+    pod.metadata
+        .finalizers
+        .get_or_insert_with(Vec::new)
+        .push(TRACKING_FINALIZER.into());
+    if let Some(i) = index {
+        pod.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(COMPLETION_INDEX.into(), i.to_string());
+        pod.metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(COMPLETION_INDEX.into(), i.to_string());
+        if let Some(pod_spec) = pod.spec.as_mut() {
+            pod_spec.hostname = Some(format!("{name}-{i}"));
+            let env = EnvVar {
+                name: "JOB_COMPLETION_INDEX".into(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        api_version: None,
+                        field_path: format!("metadata.labels['{COMPLETION_INDEX}']"),
+                    }),
+                    ..Default::default()
+                }),
+            };
+            for c in pod_spec
+                .init_containers
+                .iter_mut()
+                .flatten()
+                .chain(pod_spec.containers.iter_mut())
+            {
+                let vars = c.env.get_or_insert_with(Vec::new);
+                if !vars.iter().any(|v| v.name == env.name) {
+                    vars.push(env.clone());
+                }
+            }
+        }
+    }
+    Ok(pod)
 }
 
 fn now_time() -> Time {
@@ -784,10 +905,25 @@ mod tests {
     #[test]
     fn conditions_keep_transition_time_while_status_holds() {
         let mut status = JobStatus::default();
-        set_condition(&mut status, cond::SUSPENDED, "True", "JobSuspended", "Job suspended");
+        set_condition(
+            &mut status,
+            cond::SUSPENDED,
+            "True",
+            "JobSuspended",
+            "Job suspended",
+        );
         let first = status.conditions.clone().expect("conditions")[0].clone();
-        assert_eq!(condition(&status, cond::SUSPENDED).map(|c| c.reason.clone()), Some(Some("JobSuspended".into())));
-        set_condition(&mut status, cond::SUSPENDED, "False", "JobResumed", "Job resumed");
+        assert_eq!(
+            condition(&status, cond::SUSPENDED).map(|c| c.reason.clone()),
+            Some(Some("JobSuspended".into()))
+        );
+        set_condition(
+            &mut status,
+            cond::SUSPENDED,
+            "False",
+            "JobResumed",
+            "Job resumed",
+        );
         let conditions = status.conditions.clone().expect("conditions");
         assert_eq!(conditions.len(), 1);
         assert_eq!(conditions[0].status, "False");
@@ -796,7 +932,7 @@ mod tests {
     }
 
     #[test]
-    fn indexed_pods_carry_their_index() {
+    fn pods_carry_the_tracking_finalizer_and_their_index() {
         let job: Job = serde_json::from_value(json!({
             "metadata": {"name": "pi", "namespace": "default", "uid": "u1"},
             "spec": {"completionMode": "Indexed", "completions": 3, "template": {
@@ -804,18 +940,27 @@ mod tests {
                 "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
         }))
         .expect("job");
-        let client_less = |index| -> Pod {
-            // new_pod needs no API access; build a Sync around a dummy client-free state.
-            let mut pod = pods::from_template(&job.spec.as_ref().expect("spec").template, &job);
-            pod.metadata.generate_name = Some(format!("pi-{index}-"));
-            pod
-        };
-        let pod = client_less(2);
+        let pod = new_pod(&job, Some(2)).expect("pod");
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("pi-2-"));
-        let with_index: Pod = serde_json::from_value(json!({
-            "metadata": {"annotations": {COMPLETION_INDEX: "4"}}
-        }))
-        .expect("pod");
-        assert_eq!(index_of(&with_index), Some(4));
+        assert!(has_finalizer(&pod));
+        assert_eq!(index_of(&pod), Some(2));
+        let labels = pod.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels.get(COMPLETION_INDEX).map(String::as_str), Some("2"));
+        assert_eq!(
+            labels
+                .get("batch.kubernetes.io/job-name")
+                .map(String::as_str),
+            Some("pi")
+        );
+        let spec = pod.spec.as_ref().expect("spec");
+        assert_eq!(spec.hostname.as_deref(), Some("pi-2"));
+        let env = spec.containers[0].env.clone().unwrap_or_default();
+        assert!(env.iter().any(|e| e.name == "JOB_COMPLETION_INDEX"));
+        let owner = &pod.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Job", "u1"));
+
+        let plain = new_pod(&job, None).expect("pod");
+        assert_eq!(plain.metadata.generate_name.as_deref(), Some("pi-"));
+        assert_eq!(index_of(&plain), None);
     }
 }

@@ -4,10 +4,13 @@
 //! Controllers never depend on the scheduler, kubelet or proxy: they meet only through API objects.
 //! The binary runs [`run_all`] while it holds the controller-manager lease.
 
+mod certificates;
+mod cronjob;
 mod daemonset;
 mod deployment;
 mod endpoints;
 mod garbage_collector;
+mod job;
 mod namespace;
 mod node_ipam;
 mod node_lifecycle;
@@ -30,6 +33,9 @@ pub struct ControllerConfig {
     pub node_monitor_grace_period: Duration,
     /// Pod addresses: each node gets a block of it (`10.42.0.0/16` in /24s by default, as k3s).
     pub cluster_cidr: ClusterCidr,
+    /// Signs approved kubelet and API client CertificateSigningRequests; `None` leaves them
+    /// unsigned (approval still runs).
+    pub csr_signer: Option<Arc<capstan_pki::Pki>>,
 }
 
 impl Default for ControllerConfig {
@@ -37,6 +43,7 @@ impl Default for ControllerConfig {
         Self {
             node_monitor_grace_period: Duration::from_secs(40),
             cluster_cidr: ClusterCidr::default(),
+            csr_signer: None,
         }
     }
 }
@@ -70,5 +77,8 @@ pub async fn run_all(client: kube::Client, config: ControllerConfig, shutdown: C
         node_ipam::run(ctx.clone(), shutdown.clone()),
         statefulset::run(ctx.clone(), shutdown.clone()),
         daemonset::run(ctx.clone(), shutdown.clone()),
+        job::run(ctx.clone(), shutdown.clone()),
+        certificates::run(ctx.clone(), shutdown.clone()),
+        cronjob::run(ctx.clone(), shutdown.clone()),
     );
 }

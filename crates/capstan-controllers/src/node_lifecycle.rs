@@ -6,7 +6,8 @@
 //! (`NoSchedule` and `NoExecute`; a `Ready=False` node gets `node.kubernetes.io/not-ready`), and its pods
 //! are marked not ready. Pods that do not tolerate a NoExecute taint are deleted, at once or when their
 //! `tolerationSeconds` run out; their controllers then create replacements elsewhere. When the node
-//! reports again, the taints go.
+//! reports again, the taints go. A cordoned node (`spec.unschedulable`) gets the
+//! `node.kubernetes.io/unschedulable:NoSchedule` taint, removed again on uncordon.
 //!
 //! Level-triggered: every pass reads the whole current state from reflector caches.
 
@@ -26,6 +27,8 @@ use crate::Context;
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// The NoSchedule taint of a cordoned node (`spec.unschedulable`), as `taintNodeByCondition` adds it.
+const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
 const MANAGER: &str = "node-lifecycle-controller";
 /// How often the controller looks at every node.
 const MONITOR_PERIOD: Duration = Duration::from_secs(1);
@@ -171,6 +174,25 @@ async fn monitor(
                 value: None,
             }));
         }
+    }
+    // A cordoned node carries the unschedulable taint, an uncordoned one does not.
+    let cordoned = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    let has_unschedulable = desired
+        .iter()
+        .any(|t| t.key == UNSCHEDULABLE && t.effect == "NoSchedule");
+    if cordoned && !has_unschedulable {
+        desired.push(Taint {
+            key: UNSCHEDULABLE.to_owned(),
+            effect: "NoSchedule".to_owned(),
+            time_added: None,
+            value: None,
+        });
+    } else if !cordoned && has_unschedulable {
+        desired.retain(|t| !(t.key == UNSCHEDULABLE && t.effect == "NoSchedule"));
     }
     if desired != taints {
         tracing::info!(node = name, taint = ?wanted, "updating node taints");

@@ -2,12 +2,9 @@
 
 mod support;
 
-use std::time::Duration;
-
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, DeleteParams};
-use serde_json::json;
-use support::{create, create_namespace, eventually, start};
+use support::{create_namespace, eventually, start};
 
 #[tokio::test]
 async fn a_new_namespace_gets_a_default_service_account_that_comes_back_after_deletion() {

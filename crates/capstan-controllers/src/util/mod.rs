@@ -2,6 +2,7 @@
 //! owner references and adoption, label selectors, pod readiness and deletion ranking, and core/v1
 //! events. Pure functions over k8s-openapi types; only `events` and `owners` talk to the API server.
 
+pub(crate) mod cron;
 pub(crate) mod events;
 pub(crate) mod history;
 pub(crate) mod owners;

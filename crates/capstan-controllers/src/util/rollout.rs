@@ -78,11 +78,37 @@ fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
             meta.annotations = None;
         }
     }
+    if let Some(meta) = t.metadata.as_mut()
+        && meta.generation == Some(0)
+    {
+        meta.generation = None;
+    }
     if t.metadata
         .as_ref()
         .is_some_and(|m| *m == Default::default())
     {
         t.metadata = None;
+    }
+    // Go's non-pointer fields: `false`/`0` and absent are the same value (kube compares typed
+    // structs), but a client may write them out (protobuf bodies do) and another may omit them.
+    let no_false = |v: &mut Option<bool>| {
+        if *v == Some(false) {
+            *v = None;
+        }
+    };
+    if let Some(spec) = t.spec.as_mut() {
+        no_false(&mut spec.host_ipc);
+        no_false(&mut spec.host_network);
+        no_false(&mut spec.host_pid);
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            no_false(&mut c.stdin);
+            no_false(&mut c.stdin_once);
+            no_false(&mut c.tty);
+        }
     }
     t
 }
@@ -613,6 +639,21 @@ mod tests {
             &template("a", Some("xyz")),
             &template("b", Some("xyz"))
         ));
+        // Go zero values written out equal absent ones.
+        let mut explicit = template("a", Some("xyz"));
+        if let Some(meta) = explicit.metadata.as_mut() {
+            meta.generation = Some(0);
+        }
+        if let Some(spec) = explicit.spec.as_mut() {
+            spec.host_network = Some(false);
+            spec.containers[0].stdin = Some(false);
+            spec.containers[0].tty = Some(false);
+        }
+        assert!(equal_ignore_hash(&explicit, &template("a", None)));
+        if let Some(spec) = explicit.spec.as_mut() {
+            spec.containers[0].tty = Some(true);
+        }
+        assert!(!equal_ignore_hash(&explicit, &template("a", None)));
     }
 
     #[test]

@@ -181,6 +181,11 @@ async fn serve(args: ServerArgs) -> Result<()> {
     }
     let controller_config = capstan_controllers::ControllerConfig {
         node_monitor_grace_period: args.node_monitor_grace_period,
+        // The CSR signer: the same CA, loaded again (Pki is not Clone; the server keeps its own).
+        csr_signer: Some(Arc::new(
+            capstan_pki::Pki::load_or_create(&args.data_dir.join("tls"))
+                .context("cannot load the cluster CA for the CSR signer")?,
+        )),
         ..Default::default()
     };
     let scheduler = leader::run_elected(

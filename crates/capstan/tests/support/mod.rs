@@ -42,6 +42,11 @@ impl Cluster {
         Self::start_inner(false)
     }
 
+    /// Starts the server without agent, with extra flags (e.g. `--node-monitor-grace-period 3s`).
+    pub(crate) fn start_with_flags(flags: &[&str]) -> Cluster {
+        Self::start_inner_with(false, flags)
+    }
+
     /// Starts the server WITH its local agent (a real kubelet on a real containerd) and waits until
     /// the node is Ready. Tests using it must run one at a time (they share the host's CNI bridge):
     /// see the `node` test group in `.config/nextest.toml`.
@@ -69,6 +74,10 @@ impl Cluster {
     }
 
     fn start_inner(agent: bool) -> Cluster {
+        Self::start_inner_with(agent, &[])
+    }
+
+    fn start_inner_with(agent: bool, flags: &[&str]) -> Cluster {
         let dir = capstan_testkit::temp_dir().expect("temp dir");
         let port = capstan_testkit::free_port().expect("free port");
         let data_dir = dir.path().join("data");
@@ -85,6 +94,7 @@ impl Cluster {
             .arg(port.to_string())
             .arg("--bind-address")
             .arg("127.0.0.1")
+            .args(flags)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
