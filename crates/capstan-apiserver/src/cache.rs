@@ -30,22 +30,32 @@ pub struct CachedObject {
     pub namespace: Option<String>,
     pub name: String,
     pub revision: Revision,
-    /// The object's JSON with `metadata.resourceVersion` set.
+    /// The object's JSON with `metadata.resourceVersion` set (a slice of `line`: no copy of its own).
     pub json: Bytes,
     pub labels: BTreeMap<String, String>,
     /// Values of the selectable fields (`metadata.name`, `spec.nodeName`, ...).
     pub fields: Vec<(&'static str, String)>,
+    /// The watch event line `{"type":"<line_kind>","object":<json>}\n`, encoded once and shared by
+    /// every watcher that sees this object with that event type.
+    line: Bytes,
+    line_kind: EventType,
 }
 
 impl CachedObject {
     /// Builds the cached form of a stored object.
     pub fn from_store(resource: &ResourceInfo, kv: &KeyValue) -> Option<Self> {
+        Self::from_store_as(resource, kv, EventType::Added)
+    }
+
+    /// Builds the cached form of a stored object whose watch line will say `kind`.
+    pub fn from_store_as(resource: &ResourceInfo, kv: &KeyValue, kind: EventType) -> Option<Self> {
         let value = object_with_revision(&kv.value, kv.mod_revision)?;
-        Some(Self::from_value(
+        Some(Self::from_value_as(
             resource,
             kv.key.clone(),
             kv.mod_revision,
             &value,
+            kind,
         ))
     }
 
@@ -55,6 +65,62 @@ impl CachedObject {
         revision: Revision,
         value: &Value,
     ) -> Self {
+        Self::from_value_as(resource, key, revision, value, EventType::Added)
+    }
+
+    /// Builds the cached form of `value`, encoding it once into the watch line of a `kind` event.
+    pub fn from_value_as(
+        resource: &ResourceInfo,
+        key: String,
+        revision: Revision,
+        value: &Value,
+        kind: EventType,
+    ) -> Self {
+        let mut buffer = Vec::with_capacity(4096);
+        buffer.extend_from_slice(LINE_PREFIX);
+        buffer.extend_from_slice(kind.as_str().as_bytes());
+        buffer.extend_from_slice(LINE_OBJECT);
+        let start = buffer.len();
+        if serde_json::to_writer(&mut buffer, value).is_err() {
+            buffer.truncate(start);
+        }
+        let end = buffer.len();
+        buffer.extend_from_slice(LINE_SUFFIX);
+        Self::with_line(resource, key, revision, value, kind, buffer, start..end)
+    }
+
+    /// Builds the cached form of an object this server just wrote at `revision`, from the one
+    /// serialisation it stored (`value` is the object as written, without resourceVersion).
+    pub(crate) fn from_written(
+        resource: &ResourceInfo,
+        key: String,
+        revision: Revision,
+        value: &Value,
+        written: &crate::encode::SplitJson,
+        kind: EventType,
+    ) -> Self {
+        let mut buffer = Vec::new();
+        buffer.extend_from_slice(LINE_PREFIX);
+        buffer.extend_from_slice(kind.as_str().as_bytes());
+        buffer.extend_from_slice(LINE_OBJECT);
+        let start = buffer.len();
+        written.write_with_revision(revision, &mut buffer);
+        let end = buffer.len();
+        buffer.extend_from_slice(LINE_SUFFIX);
+        Self::with_line(resource, key, revision, value, kind, buffer, start..end)
+    }
+
+    fn with_line(
+        resource: &ResourceInfo,
+        key: String,
+        revision: Revision,
+        value: &Value,
+        kind: EventType,
+        buffer: Vec<u8>,
+        json: std::ops::Range<usize>,
+    ) -> Self {
+        let line = Bytes::from(buffer);
+        let json = line.slice(json);
         let meta = &value["metadata"];
         let labels = meta["labels"]
             .as_object()
@@ -69,9 +135,21 @@ impl CachedObject {
             namespace: meta["namespace"].as_str().map(str::to_owned),
             name: meta["name"].as_str().unwrap_or_default().to_owned(),
             revision,
-            json: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+            json,
             labels,
             fields: selectable_fields(resource, value),
+            line,
+            line_kind: kind,
+        }
+    }
+
+    /// This object's watch event line for an event of type `kind`: the shared encoding when `kind` is
+    /// the type it was cached for, a fresh copy otherwise.
+    pub fn line(&self, kind: EventType) -> Bytes {
+        if kind == self.line_kind {
+            self.line.clone()
+        } else {
+            event_line(kind.as_str(), &self.json)
         }
     }
 
@@ -85,6 +163,21 @@ impl CachedObject {
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
+}
+
+const LINE_PREFIX: &[u8] = b"{\"type\":\"";
+const LINE_OBJECT: &[u8] = b"\",\"object\":";
+const LINE_SUFFIX: &[u8] = b"}\n";
+
+/// One watch event as a JSON line: `{"type":"<kind>","object":<object>}\n`.
+pub fn event_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(LINE_PREFIX);
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(LINE_OBJECT);
+    line.extend_from_slice(object);
+    line.extend_from_slice(LINE_SUFFIX);
+    Bytes::from(line)
 }
 
 /// Parses a stored object and sets `metadata.resourceVersion` to its revision.
@@ -197,6 +290,11 @@ struct ResourceCache {
     history: VecDeque<Arc<CacheEvent>>,
     /// Every event of this resource after this revision is in `history`.
     history_floor: Revision,
+    /// The revision of the last store event applied (or of the relist).
+    applied: Revision,
+    /// Objects this server just wrote, already encoded, waiting for their store event: that event
+    /// then needs no decoding and encoding again.
+    pending: HashMap<String, Arc<CachedObject>>,
     live: broadcast::Sender<Arc<CacheEvent>>,
 }
 
@@ -239,6 +337,8 @@ impl WatchCache {
                         objects: BTreeMap::new(),
                         history: VecDeque::new(),
                         history_floor: 0,
+                        applied: 0,
+                        pending: HashMap::new(),
                         live: broadcast::channel(WATCH_BUFFER).0,
                     }),
                 )
@@ -328,6 +428,8 @@ impl WatchCache {
             cache.objects = fresh.remove(plural).unwrap_or_default();
             cache.history.clear();
             cache.history_floor = revision;
+            cache.applied = revision;
+            cache.pending.clear();
             // Watchers of the old state must start over: replacing the sender closes their channels.
             cache.live = broadcast::channel(WATCH_BUFFER).0;
         }
@@ -356,20 +458,31 @@ impl WatchCache {
         let mut cache = write(cache);
         let resource = cache.resource;
         let revision = event.revision();
+        cache.applied = revision;
+        let offered = cache
+            .pending
+            .remove(&event.kv.key)
+            .filter(|o| o.revision == revision);
         let prev = cache.objects.get(&event.kv.key).cloned();
         let cache_event = match event.kind {
             EventKind::Created | EventKind::Updated => {
-                let Some(object) = CachedObject::from_store(resource, &event.kv) else {
-                    tracing::warn!(key = event.kv.key, "undecodable object in the store");
-                    return;
-                };
-                let object = Arc::new(object);
-                cache.objects.insert(event.kv.key.clone(), object.clone());
                 let kind = if prev.is_some() {
                     EventType::Modified
                 } else {
                     EventType::Added
                 };
+                let object = match offered {
+                    Some(object) => object,
+                    None => {
+                        let Some(object) = CachedObject::from_store_as(resource, &event.kv, kind)
+                        else {
+                            tracing::warn!(key = event.kv.key, "undecodable object in the store");
+                            return;
+                        };
+                        Arc::new(object)
+                    }
+                };
+                cache.objects.insert(event.kv.key.clone(), object.clone());
                 CacheEvent { kind, object, prev }
             }
             EventKind::Deleted => {
@@ -380,11 +493,12 @@ impl WatchCache {
                 let Some(value) = object_with_revision(&last.value, revision) else {
                     return;
                 };
-                let object = Arc::new(CachedObject::from_value(
+                let object = Arc::new(CachedObject::from_value_as(
                     resource,
                     event.kv.key.clone(),
                     revision,
                     &value,
+                    EventType::Deleted,
                 ));
                 CacheEvent {
                     kind: EventType::Deleted,
@@ -497,6 +611,24 @@ impl WatchCache {
         })
     }
 
+    /// The cached object at `key` of `resource`, as of `revision()`.
+    pub fn get(&self, resource: &ResourceInfo, key: &str) -> Option<Arc<CachedObject>> {
+        let cache = self.caches.get(resource.plural)?;
+        read(cache).objects.get(key).cloned()
+    }
+
+    /// Hands over an object this server just wrote (encoded once, at its store revision) so that
+    /// applying its store event does not decode and encode it again. Ignored once that event is in.
+    pub(crate) fn offer(&self, resource: &ResourceInfo, object: Arc<CachedObject>) {
+        let Some(cache) = self.caches.get(resource.plural) else {
+            return;
+        };
+        let mut cache = write(cache);
+        if cache.applied < object.revision {
+            cache.pending.insert(object.key.clone(), object);
+        }
+    }
+
     /// Number of objects of `resource`.
     pub fn count(&self, resource: &ResourceInfo) -> usize {
         self.caches
@@ -514,4 +646,127 @@ fn read(lock: &RwLock<ResourceCache>) -> std::sync::RwLockReadGuard<'_, Resource
 fn write(lock: &RwLock<ResourceCache>) -> std::sync::RwLockWriteGuard<'_, ResourceCache> {
     lock.write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use capstan_store::{Event, EventKind, KeyValue};
+    use serde_json::json;
+
+    use super::*;
+    use crate::encode::SplitJson;
+
+    fn pods() -> &'static ResourceInfo {
+        capstan_api::find("", "v1", "pods").expect("pods")
+    }
+
+    fn pod(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": "ns", "labels": {"app": "a"}},
+               "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}})
+    }
+
+    fn stored(name: &str, value: &Value, revision: Revision, kind: EventKind) -> Event {
+        Event {
+            kind,
+            kv: KeyValue {
+                key: pods().key(Some("ns"), name),
+                value: Bytes::from(serde_json::to_vec(value).expect("json")),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    fn line_of(kind: &str, object: &CachedObject) -> String {
+        format!(
+            "{{\"type\":\"{kind}\",\"object\":{}}}\n",
+            String::from_utf8_lossy(&object.json)
+        )
+    }
+
+    #[test]
+    fn event_lines_are_shared_for_their_own_type_and_built_for_others() {
+        let object =
+            CachedObject::from_value_as(pods(), "k".into(), 5, &pod("a"), EventType::Modified);
+        let shared = object.line(EventType::Modified);
+        assert_eq!(shared, line_of("MODIFIED", &object));
+        // The JSON is a slice of the shared line, not a copy.
+        assert_eq!(
+            object.json.as_ptr(),
+            shared[b"{\"type\":\"MODIFIED\",\"object\":".len()..].as_ptr()
+        );
+        for (kind, text) in [(EventType::Added, "ADDED"), (EventType::Deleted, "DELETED")] {
+            assert_eq!(object.line(kind), line_of(text, &object));
+        }
+        let value: Value = serde_json::from_slice(&object.json).expect("json");
+        assert_eq!(value["metadata"]["name"], "a");
+        assert_eq!(object.field("spec.nodeName").as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn written_objects_match_what_the_store_event_would_give() {
+        let value = pod("a");
+        let split = SplitJson::new(&value).expect("split");
+        let written =
+            CachedObject::from_written(pods(), "k".into(), 9, &value, &split, EventType::Added);
+        let mut with_rv = value.clone();
+        with_rv["metadata"]["resourceVersion"] = json!("9");
+        let decoded = CachedObject::from_value(pods(), "k".into(), 9, &with_rv);
+        assert_eq!(written.json, decoded.json);
+        assert_eq!(
+            written.line(EventType::Added),
+            decoded.line(EventType::Added)
+        );
+        assert_eq!(written.labels, decoded.labels);
+        assert_eq!(written.fields, decoded.fields);
+    }
+
+    #[test]
+    fn offered_objects_are_used_by_their_store_event_only() {
+        let cache = WatchCache::new(capstan_api::resources());
+        let lock = cache.caches.get("pods").expect("pods cache");
+        let value = pod("a");
+        let split = SplitJson::new(&value).expect("split");
+        let key = pods().key(Some("ns"), "a");
+        let offered = Arc::new(CachedObject::from_written(
+            pods(),
+            key.clone(),
+            3,
+            &value,
+            &split,
+            EventType::Added,
+        ));
+        cache.offer(pods(), offered.clone());
+        cache.apply(lock, stored("a", &value, 3, EventKind::Created));
+        let got = cache.get(pods(), &key).expect("cached");
+        assert!(
+            Arc::ptr_eq(&got, &offered),
+            "the offered object is cached as is"
+        );
+        assert!(read(lock).pending.is_empty());
+
+        // An offer for a revision the cache has already applied is dropped, not kept forever.
+        cache.offer(pods(), offered);
+        assert!(read(lock).pending.is_empty());
+
+        // An offer whose revision does not match the event is not used.
+        let mut changed = value.clone();
+        changed["metadata"]["labels"]["app"] = json!("b");
+        let stale = Arc::new(CachedObject::from_written(
+            pods(),
+            key.clone(),
+            5,
+            &value,
+            &split,
+            EventType::Modified,
+        ));
+        cache.offer(pods(), stale);
+        cache.apply(lock, stored("a", &changed, 4, EventKind::Updated));
+        let got = cache.get(pods(), &key).expect("cached");
+        assert_eq!(got.revision, 4);
+        assert_eq!(got.labels.get("app").map(String::as_str), Some("b"));
+        assert!(read(lock).pending.is_empty());
+    }
 }

@@ -14,6 +14,7 @@ mod bootstrap;
 pub mod cache;
 mod discovery;
 mod disruption;
+mod encode;
 mod error;
 mod metrics;
 mod network;

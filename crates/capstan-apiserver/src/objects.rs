@@ -128,6 +128,20 @@ pub(crate) fn prepare_create(resource: &ResourceInfo, object: &mut Value) {
     }
 }
 
+/// A CSR records who asked for it (as kube-apiserver's strategy does): `spec.username`, `groups`,
+/// `uid` and `extra` come from the authenticated user, never from the body. Its status starts empty.
+pub(crate) fn record_csr_requester(object: &mut Value, user: &crate::User) {
+    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("username".into(), Value::String(user.name.clone()));
+        spec.insert("groups".into(), json!(user.groups));
+        spec.remove("uid");
+        spec.remove("extra");
+    }
+    if let Some(o) = object.as_object_mut() {
+        o.remove("status");
+    }
+}
+
 /// Carries over from `old` what an update of the main resource may not change, and bumps the
 /// generation when the spec changed.
 pub(crate) fn prepare_update(resource: &ResourceInfo, new: &mut Value, old: &Value) {

@@ -4,16 +4,17 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use capstan_api::ResourceInfo;
 use capstan_printers::IncludeObject;
 use capstan_store::Revision;
 use http::HeaderMap;
 use serde_json::{Value, json};
 
+use crate::body::ListBody;
 use crate::cache::CachedObject;
 use crate::request::Query;
-use crate::rest::Reply;
+use crate::rest::{Output, Reply};
 
 const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
@@ -77,7 +78,8 @@ pub(crate) fn table_json(
     capstan_printers::table(resource, &values, meta, include, SystemTime::now())
 }
 
-/// A list: the objects' stored JSON spliced into the list envelope without re-encoding each, or a Table.
+/// A list: the objects' cached JSON spliced into the list envelope without re-encoding each, streamed
+/// in chunks as it is copied; or a Table.
 pub(crate) fn list(
     resource: &ResourceInfo,
     items: &[Arc<CachedObject>],
@@ -85,7 +87,7 @@ pub(crate) fn list(
     continue_token: Option<String>,
     headers: &HeaderMap,
     query: &Query,
-) -> Reply {
+) -> Output {
     if wants_table(headers) {
         let table = table_json(
             resource,
@@ -96,30 +98,20 @@ pub(crate) fn list(
         );
         let mut reply = Reply::json(200, &table);
         reply.content_type = TABLE_CONTENT_TYPE.into();
-        return reply;
+        return Output::Reply(reply);
     }
     let mut meta = json!({"resourceVersion": revision.to_string()});
     if let Some(token) = continue_token {
         meta["continue"] = json!(token);
     }
     let head = json!({"kind": resource.list_kind(), "apiVersion": resource.api_version(), "metadata": meta});
-    let head = serde_json::to_vec(&head).unwrap_or_default();
-    let size: usize = items.iter().map(|o| o.json.len() + 1).sum::<usize>() + head.len() + 16;
-    let mut out = BytesMut::with_capacity(size);
+    let mut head = serde_json::to_vec(&head).unwrap_or_default();
     // `{...head...}` becomes `{...head...,"items":[a,b,c]}`.
-    out.put_slice(&head[..head.len().saturating_sub(1)]);
-    out.put_slice(b",\"items\":[");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
-        }
-        out.put_slice(&item.json);
-    }
-    out.put_slice(b"]}");
-    Reply {
-        code: 200,
-        body: Bytes::from(out),
-        content_type: "application/json".into(),
-        warnings: Vec::new(),
-    }
+    head.pop();
+    head.extend_from_slice(b",\"items\":[");
+    Output::List(ListBody::new(
+        Bytes::from(head),
+        items.iter().map(|o| o.json.clone()).collect(),
+        Bytes::from_static(b"]}"),
+    ))
 }

@@ -12,7 +12,9 @@ use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::cache::{CacheEvent, CachedObject, EventType, WatchStartError, object_with_revision};
+use crate::cache::{
+    CacheEvent, CachedObject, EventType, WatchStartError, event_line, object_with_revision,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, metadata_mut, name_of};
 use crate::request::{Query, ResourcePath};
@@ -52,6 +54,8 @@ pub(crate) enum Output {
         content_type: String,
         chunks: mpsc::Receiver<Bytes>,
     },
+    /// A JSON list (200), streamed as it is copied.
+    List(crate::body::ListBody),
 }
 
 /// One resource request, parsed.
@@ -153,7 +157,7 @@ async fn dispatch(req: &Request<'_>) -> ApiResult<Output> {
             if req.path.watch_path || req.query.flag("watch") {
                 return watch(req, resource, ns).await;
             }
-            list(req, resource, ns).await?
+            return list(req, resource, ns).await;
         }
         (&Method::GET, Some(name), None | Some("status" | "approval")) => {
             get(req, resource, ns, name).await?
@@ -205,14 +209,49 @@ pub(crate) async fn stored(
     }
 }
 
+/// GET of one object, from the watch cache: with no resourceVersion a consistent read (the cache has
+/// caught up to the store's current revision, as for LIST); `0` is any cached state; `N` is at least N.
 async fn get(
     req: &Request<'_>,
     resource: &'static ResourceInfo,
     ns: Option<&str>,
     name: &str,
 ) -> ApiResult<Reply> {
-    let (object, _) = stored(req.state, resource, ns, name).await?;
-    Ok(render::object(resource, &object, &req.headers, &req.query))
+    match req.query.get("resourceVersion").filter(|v| !v.is_empty()) {
+        Some("0") => {}
+        Some(rv) => {
+            let rv = parse_rv(rv)?;
+            catch_up(req.state, rv).await?;
+        }
+        None => {
+            let current = req
+                .state
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            catch_up(req.state, current).await?;
+        }
+    }
+    let object = req
+        .state
+        .cache
+        .get(resource, &resource.key(ns, name))
+        .ok_or_else(|| ApiError::not_found(resource, name))?;
+    if render::wants_table(&req.headers) {
+        return Ok(render::object(
+            resource,
+            &object.value(),
+            &req.headers,
+            &req.query,
+        ));
+    }
+    Ok(Reply {
+        code: 200,
+        body: object.json.clone(),
+        content_type: "application/json".into(),
+        warnings: Vec::new(),
+    })
 }
 
 fn parse_selectors(
@@ -268,7 +307,7 @@ async fn list(
     req: &Request<'_>,
     resource: &'static ResourceInfo,
     ns: Option<&str>,
-) -> ApiResult<Reply> {
+) -> ApiResult<Output> {
     let (labels, fields) = parse_selectors(req, resource)?;
     let limit = match req.query.get("limit") {
         Some(l) => l.parse::<i64>().ok().filter(|l| *l > 0).map(|l| l as usize),
@@ -399,15 +438,43 @@ async fn list_from_store(
     }
 }
 
-/// One watch event as a JSON line.
-fn event_line(kind: &str, object: &[u8]) -> Bytes {
-    let mut line = Vec::with_capacity(object.len() + 32);
-    line.extend_from_slice(b"{\"type\":\"");
-    line.extend_from_slice(kind.as_bytes());
-    line.extend_from_slice(b"\",\"object\":");
-    line.extend_from_slice(object);
-    line.extend_from_slice(b"}\n");
-    Bytes::from(line)
+/// Most bytes of events a watcher gathers into one chunk (one write) before sending it.
+const WATCH_BATCH: usize = 128 * 1024;
+/// Chunks a watch may have queued for its connection; while they wait, events gather into bigger chunks.
+const WATCH_QUEUE: usize = 4;
+
+/// The event lines a watcher has gathered for its next write: one line is sent as the shared
+/// encoding itself, more are copied into one chunk.
+#[derive(Debug, Default)]
+struct Batch {
+    first: Option<Bytes>,
+    rest: Vec<u8>,
+}
+
+impl Batch {
+    fn push(&mut self, line: Bytes) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(line);
+            return;
+        }
+        if let Some(first) = self.first.take() {
+            self.rest.reserve(WATCH_BATCH.max(first.len() + line.len()));
+            self.rest.extend_from_slice(&first);
+        }
+        self.rest.extend_from_slice(&line);
+    }
+
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(self.rest.len(), Bytes::len)
+    }
+
+    fn take(&mut self) -> Option<Bytes> {
+        match self.first.take() {
+            Some(line) => Some(line),
+            None if self.rest.is_empty() => None,
+            None => Some(Bytes::from(std::mem::take(&mut self.rest))),
+        }
+    }
 }
 
 async fn watch(
@@ -442,7 +509,7 @@ async fn watch(
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(1800));
     let table = render::wants_table(&req.headers);
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(WATCH_QUEUE);
     let ns = ns.map(str::to_owned);
     let state = req.state.clone();
     let kind = resource.kind;
@@ -450,7 +517,7 @@ async fn watch(
     let include = render::include_object(&req.query);
     tokio::spawn(async move {
         let filter = |o: &CachedObject| matches(o, ns.as_deref(), &labels, &fields);
-        let encode = |event: &CacheEvent, kind_str: &str| -> Bytes {
+        let encode = |event: &CacheEvent, kind: EventType| -> Bytes {
             if table {
                 let table = render::table_json(
                     resource,
@@ -459,9 +526,12 @@ async fn watch(
                     None,
                     include,
                 );
-                event_line(kind_str, &serde_json::to_vec(&table).unwrap_or_default())
+                event_line(
+                    kind.as_str(),
+                    &serde_json::to_vec(&table).unwrap_or_default(),
+                )
             } else {
-                event_line(kind_str, &event.object.json)
+                event.object.line(kind)
             }
         };
         let bookmark = |revision: Revision, initial_end: bool| -> Bytes {
@@ -475,15 +545,25 @@ async fn watch(
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut last = start.revision;
+        let mut batch = Batch::default();
         for event in &start.initial {
-            if let Some(kind) = visible(event, &filter)
-                && tx.send(encode(event, kind)).await.is_err()
-            {
-                return;
+            if let Some(kind) = visible(event, &filter) {
+                batch.push(encode(event, kind));
+                if batch.len() >= WATCH_BATCH
+                    && let Some(chunk) = batch.take()
+                    && tx.send(chunk).await.is_err()
+                {
+                    return;
+                }
             }
             last = last.max(event.object.revision);
         }
-        if send_initial && bookmarks && tx.send(bookmark(start.revision, true)).await.is_err() {
+        if send_initial && bookmarks {
+            batch.push(bookmark(start.revision, true));
+        }
+        if let Some(chunk) = batch.take()
+            && tx.send(chunk).await.is_err()
+        {
             return;
         }
         let mut live = start.live;
@@ -491,21 +571,44 @@ async fn watch(
         ticker.tick().await;
         loop {
             tokio::select! {
-                received = live.recv() => match received {
-                    Ok(event) => {
-                        if event.object.revision <= last {
-                            continue;
+                received = live.recv() => {
+                    // Everything already queued goes out in one chunk: one write per wake-up.
+                    let mut next = Some(received.map_err(|_| ()));
+                    let mut end = false;
+                    while let Some(received) = next.take() {
+                        match received {
+                            Ok(event) => {
+                                if event.object.revision > last {
+                                    last = event.object.revision;
+                                    if let Some(kind) = visible(&event, &filter) {
+                                        batch.push(encode(&event, kind));
+                                    }
+                                }
+                            }
+                            // Too slow, or the cache restarted: end the watch after what was
+                            // gathered; the client resumes from the last resourceVersion it saw.
+                            Err(_) => {
+                                end = true;
+                                break;
+                            }
                         }
-                        last = event.object.revision;
-                        if let Some(kind) = visible(&event, &filter)
-                            && tx.send(encode(&event, kind)).await.is_err()
-                        {
-                            return;
+                        if batch.len() >= WATCH_BATCH {
+                            break;
                         }
+                        next = match live.try_recv() {
+                            Ok(event) => Some(Ok(event)),
+                            Err(broadcast::error::TryRecvError::Empty) => None,
+                            Err(_) => Some(Err(())),
+                        };
                     }
-                    // Too slow, or the cache restarted: end the watch; the client resumes from the
-                    // last resourceVersion it saw.
-                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                    if let Some(chunk) = batch.take()
+                        && tx.send(chunk).await.is_err()
+                    {
+                        return;
+                    }
+                    if end {
+                        return;
+                    }
                 },
                 _ = ticker.tick(), if bookmarks => {
                     let revision = state.cache.revision().max(last);
@@ -531,17 +634,17 @@ async fn watch(
 
 /// The event type a filtered watcher sees, if any: an object that stops matching looks deleted to it,
 /// one that starts matching looks added.
-fn visible(event: &CacheEvent, filter: &impl Fn(&CachedObject) -> bool) -> Option<&'static str> {
+fn visible(event: &CacheEvent, filter: &impl Fn(&CachedObject) -> bool) -> Option<EventType> {
     let now = filter(&event.object);
     match event.kind {
-        EventType::Added => now.then_some("ADDED"),
-        EventType::Deleted => now.then_some("DELETED"),
+        EventType::Added => now.then_some(EventType::Added),
+        EventType::Deleted => now.then_some(EventType::Deleted),
         EventType::Modified => {
             let before = event.prev.as_ref().is_some_and(|p| filter(p));
             match (before, now) {
-                (true, true) => Some("MODIFIED"),
-                (false, true) => Some("ADDED"),
-                (true, false) => Some("DELETED"),
+                (true, true) => Some(EventType::Modified),
+                (false, true) => Some(EventType::Added),
+                (true, false) => Some(EventType::Deleted),
                 (false, false) => None,
             }
         }
@@ -564,16 +667,27 @@ fn decode(
     Ok((decoded.object, decoded.warnings))
 }
 
+/// NamespaceLifecycle: no new objects in a namespace that is missing or being deleted. The namespace
+/// comes from the watch cache (as kube-apiserver's comes from an informer); one the cache has not seen
+/// yet is looked up in the store.
 async fn namespace_must_accept(req: &Request<'_>, ns: &str) -> ApiResult<()> {
     let namespaces = capstan_api::find("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("no namespaces"))?;
-    let (namespace, _) = stored(req.state, namespaces, None, ns).await.map_err(|e| {
-        if e.code == 404 {
-            ApiError::namespace_not_found(ns)
-        } else {
-            e
+    let namespace = match req.state.cache.get(namespaces, &namespaces.key(None, ns)) {
+        Some(cached) => cached.value(),
+        None => {
+            stored(req.state, namespaces, None, ns)
+                .await
+                .map_err(|e| {
+                    if e.code == 404 {
+                        ApiError::namespace_not_found(ns)
+                    } else {
+                        e
+                    }
+                })?
+                .0
         }
-    })?;
+    };
     if namespace["metadata"]
         .get("deletionTimestamp")
         .is_some_and(|t| !t.is_null())
@@ -642,6 +756,9 @@ pub(crate) async fn create_object(
         if resource.plural == "pods" && resource.group.is_empty() {
             objects::admit_pod(&mut candidate, &req.state.admission);
         }
+        if resource.plural == "certificatesigningrequests" {
+            objects::record_csr_requester(&mut candidate, req.user);
+        }
         let errors = if name.is_empty() {
             vec![capstan_api::FieldError::required(
                 "metadata.name",
@@ -677,11 +794,21 @@ pub(crate) async fn create_object(
             return Ok(Reply::json(201, &candidate));
         }
         let key = resource.key(ns, &name);
-        let bytes = Bytes::from(
-            serde_json::to_vec(&candidate).map_err(|e| ApiError::internal(e.to_string()))?,
-        );
+        let (bytes, split) = encode_for_store(&candidate)?;
         match req.state.store.create(&key, bytes).await {
             Ok(kv) => {
+                if let Some(split) = &split {
+                    return Ok(written(
+                        req,
+                        resource,
+                        key,
+                        kv.mod_revision,
+                        &candidate,
+                        split,
+                        EventType::Added,
+                        201,
+                    ));
+                }
                 metadata_mut(&mut candidate).insert(
                     "resourceVersion".into(),
                     Value::String(kv.mod_revision.to_string()),
@@ -703,6 +830,44 @@ pub(crate) async fn create_object(
                 return Err(ApiError::from_store(e, resource, &name));
             }
         }
+    }
+}
+
+/// Serialises an object for the store, once: the bytes to store, and (for an object with metadata)
+/// the split form that yields the response and the cached object without encoding again.
+fn encode_for_store(object: &Value) -> ApiResult<(Bytes, Option<crate::encode::SplitJson>)> {
+    match crate::encode::SplitJson::new(object) {
+        Some(split) => Ok((split.stored(), Some(split))),
+        None => Ok((
+            Bytes::from(serde_json::to_vec(object).map_err(|e| ApiError::internal(e.to_string()))?),
+            None,
+        )),
+    }
+}
+
+/// The reply to a write that the store accepted at `revision`: the object as the watch cache will
+/// hold it, encoded once and handed to the cache too.
+#[allow(clippy::too_many_arguments)]
+fn written(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    key: String,
+    revision: Revision,
+    object: &Value,
+    split: &crate::encode::SplitJson,
+    kind: EventType,
+    code: u16,
+) -> Reply {
+    let cached = Arc::new(CachedObject::from_written(
+        resource, key, revision, object, split, kind,
+    ));
+    let body = cached.json.clone();
+    req.state.cache.offer(resource, cached);
+    Reply {
+        code,
+        body,
+        content_type: "application/json".into(),
+        warnings: Vec::new(),
     }
 }
 
@@ -875,10 +1040,30 @@ async fn write(
         if req.dry_run() {
             return Ok(Reply::json(200, &new));
         }
-        let bytes =
-            Bytes::from(serde_json::to_vec(&new).map_err(|e| ApiError::internal(e.to_string()))?);
+        let (bytes, split) = encode_for_store(&new)?;
         match req.state.store.update(&key, bytes, revision).await {
             Ok(kv) => {
+                let scale = matches!(
+                    change,
+                    Change::Replace {
+                        sub: Some("scale"),
+                        ..
+                    } | Change::Patch { sub: Some("scale") }
+                );
+                if let Some(split) = &split
+                    && !scale
+                {
+                    return Ok(written(
+                        req,
+                        resource,
+                        key,
+                        kv.mod_revision,
+                        &new,
+                        split,
+                        EventType::Modified,
+                        200,
+                    ));
+                }
                 metadata_mut(&mut new).insert(
                     "resourceVersion".into(),
                     Value::String(kv.mod_revision.to_string()),
@@ -1423,5 +1608,30 @@ pub(crate) fn system_request<'a>(
         query: Query::default(),
         headers: HeaderMap::new(),
         body,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_batches_send_one_line_as_is_and_join_more() {
+        let mut batch = Batch::default();
+        assert_eq!(batch.take(), None);
+        let a = Bytes::from_static(b"{\"type\":\"ADDED\"}\n");
+        batch.push(a.clone());
+        assert_eq!(batch.len(), a.len());
+        let one = batch.take().expect("one line");
+        assert_eq!(one.as_ptr(), a.as_ptr(), "a lone line is not copied");
+        assert_eq!(batch.take(), None);
+
+        let lines = ["x\n", "yy\n", "zzz\n"];
+        for line in lines {
+            batch.push(Bytes::from_static(line.as_bytes()));
+        }
+        assert_eq!(batch.len(), 9);
+        assert_eq!(batch.take().as_deref(), Some(&b"x\nyy\nzzz\n"[..]));
+        assert_eq!(batch.take(), None);
     }
 }

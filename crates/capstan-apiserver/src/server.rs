@@ -448,5 +448,13 @@ async fn resource(
             );
             response
         }
+        Output::List(list) => {
+            let mut response = Response::new(Body::List(list));
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
     }
 }
