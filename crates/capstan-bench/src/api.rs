@@ -55,18 +55,18 @@ const TARGET_READY_MS: f64 = 1000.0;
 
 /// The server process; killed when dropped, so no error path leaves it running.
 #[derive(Debug)]
-struct Server {
-    child: Child,
-    log: PathBuf,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
 }
 
 impl Server {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// The last lines the server logged, for error messages.
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
@@ -80,21 +80,21 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("no free port")?;
     Ok(listener.local_addr()?.port())
 }
 
 /// Times from spawn to each start-up milestone.
 #[derive(Debug, Default)]
-struct Startup {
-    kubeconfig: Duration,
-    listening: Duration,
-    ready: Duration,
+pub(crate) struct Startup {
+    pub(crate) kubeconfig: Duration,
+    pub(crate) listening: Duration,
+    pub(crate) ready: Duration,
 }
 
 /// Polls every [`POLL`] until the admin kubeconfig exists, then until `GET /readyz` answers 200 `ok`.
-async fn wait_ready(
+pub(crate) async fn wait_ready(
     server: &mut Server,
     kubeconfig_path: &Path,
     addr: SocketAddr,
@@ -233,7 +233,7 @@ fn pod_index(name: &str) -> Option<usize> {
 }
 
 /// Percent-encodes a query parameter value (everything but RFC 3986 unreserved characters).
-fn query_escape(value: &str) -> String {
+pub(crate) fn query_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
@@ -247,13 +247,13 @@ fn query_escape(value: &str) -> String {
 
 /// Splits a byte stream into newline-terminated lines, keeping a partial line between chunks.
 #[derive(Debug, Default)]
-struct Lines {
+pub(crate) struct Lines {
     pending: Vec<u8>,
 }
 
 impl Lines {
     /// Feeds `chunk` and calls `each` for every complete line in it (without the newline).
-    fn push(&mut self, chunk: &[u8], mut each: impl FnMut(&[u8])) {
+    pub(crate) fn push(&mut self, chunk: &[u8], mut each: impl FnMut(&[u8])) {
         let mut rest = chunk;
         if !self.pending.is_empty() {
             let Some(end) = memchr::memchr(b'\n', rest) else {

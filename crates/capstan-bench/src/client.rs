@@ -74,7 +74,8 @@ impl Endpoint {
     }
 }
 
-/// One HTTP/2 connection.
+/// One HTTP/2 connection; clones share it (their requests are multiplexed streams).
+#[derive(Clone)]
 pub(crate) struct Conn {
     send: http2::SendRequest<Full<Bytes>>,
     base: String,

@@ -3,12 +3,19 @@
 //! `capstan-bench api` starts `capstan server` on a free loopback port and measures start-up time,
 //! memory, create throughput and latency, list time and watch delivery over HTTPS with the admin
 //! client certificate; it prints one table with the targets (figures go to
-//! `docs/benchmarks.md`). This crate is a client only: it depends on `capstan-pki` for the TLS
-//! configuration and on no server-side crate, so it measures what a real client sees.
+//! `docs/benchmarks.md`). `capstan-bench pods` starts `capstan server` with its agent and measures node
+//! start-up, pod start-up latency (one after the other and all at once) against the CRI floor of the
+//! same containerd, and the node's memory.
+//!
+//! The API is measured as a client only: TLS configuration from `capstan-pki`, HTTP/2 by hand, no
+//! server-side crate. The one exception is the CRI floor of `pods`, which uses the kubelet's CRI client
+//! (`capstan-kubelet`) to talk to containerd directly, never the kubelet itself.
 
 mod api;
 mod client;
+mod floor;
 mod kubeconfig;
+mod pods;
 mod procfs;
 mod stats;
 
@@ -31,6 +38,8 @@ struct Cli {
 enum Command {
     /// API server: start to /readyz, idle RSS, create throughput, list, watch delivery.
     Api(ApiArgs),
+    /// Node and pods: start to node Ready, pod start-up latency vs the CRI floor, node memory.
+    Pods(PodsArgs),
 }
 
 /// Flags of `capstan-bench api`.
@@ -50,6 +59,26 @@ pub(crate) struct ApiArgs {
     pub(crate) watchers: usize,
 }
 
+/// Flags of `capstan-bench pods`.
+#[derive(Debug, Args)]
+pub(crate) struct PodsArgs {
+    /// The `capstan` binary to start (an optimized build).
+    #[arg(long, default_value = "target/release/capstan")]
+    pub(crate) server_bin: PathBuf,
+    /// Pods per round (sequential, burst, CRI floor); at most the node's 110 pods.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) pods: usize,
+    /// The pods' image; the local registry of `scripts/images.sh` serves the default.
+    #[arg(long, default_value = "127.0.0.1:5000/busybox:latest")]
+    pub(crate) image: String,
+    /// Seconds to wait for other agent-enabled `capstan server`s on this machine to end.
+    #[arg(long, default_value_t = 900)]
+    pub(crate) wait_for_agents: u64,
+    /// Copy the server's log here after the run (the temp dir is removed).
+    #[arg(long)]
+    pub(crate) server_log: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -64,6 +93,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Api(args) => runtime.block_on(api::run(args)),
+        Command::Pods(args) => runtime.block_on(pods::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

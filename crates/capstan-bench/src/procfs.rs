@@ -41,6 +41,56 @@ pub(crate) fn cpu(pid: &str) -> Result<Duration> {
     stat_cpu(&stat).context("malformed /proc stat")
 }
 
+/// The arguments of a `/proc/<pid>/cmdline` text (NUL-separated, usually NUL-terminated).
+fn split_cmdline(raw: &[u8]) -> Vec<String> {
+    let raw = raw.strip_suffix(b"\0").unwrap_or(raw);
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    raw.split(|&b| b == 0)
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect()
+}
+
+/// One process: its id and arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Process {
+    pub(crate) pid: u32,
+    pub(crate) args: Vec<String>,
+}
+
+/// Every process with a command line (kernel threads have none); processes that end while the list
+/// is read are left out.
+pub(crate) fn processes() -> Vec<Process> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args = split_cmdline(&raw);
+        if !args.is_empty() {
+            out.push(Process { pid, args });
+        }
+    }
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
+/// The root directory of `pid` (a container's root file system for a process in a container).
+pub(crate) fn root_dir(pid: u32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/root")).ok()
+}
+
 /// Bytes as MiB, for printing.
 pub(crate) fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -57,6 +107,33 @@ mod tests {
         assert_eq!(status_kb_field(status, "VmHWM"), Some(20480 * 1024));
         assert_eq!(status_kb_field(status, "VmSwap"), None);
         assert_eq!(status_kb_field("VmRSS:\tlots kB\n", "VmRSS"), None);
+    }
+
+    #[test]
+    fn splits_command_lines() {
+        let cases: [(&[u8], &[&str]); 4] = [
+            (b"", &[]),
+            (
+                b"capstan\0server\0--data-dir\0/tmp/a b\0",
+                &["capstan", "server", "--data-dir", "/tmp/a b"],
+            ),
+            (b"no-terminator", &["no-terminator"]),
+            (b"a\0\0b\0", &["a", "", "b"]),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(split_cmdline(raw), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn lists_this_process() {
+        let me = std::process::id();
+        let found = processes()
+            .into_iter()
+            .find(|p| p.pid == me)
+            .expect("self listed");
+        assert!(!found.args.is_empty());
+        assert_eq!(root_dir(me), Some(std::path::PathBuf::from("/")));
     }
 
     #[test]
