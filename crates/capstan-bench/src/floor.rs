@@ -31,9 +31,14 @@ pub(crate) struct FloorSample {
 /// What the floor run measured.
 #[derive(Debug, Default)]
 pub(crate) struct Floor {
+    /// Pods started one after the other.
     pub(crate) samples: Vec<FloorSample>,
-    /// Stopping and removing every container and sandbox, one after the other.
+    /// Stopping and removing the sequential round's containers and sandboxes, one after the other.
     pub(crate) teardown: Duration,
+    /// Pods started all at once.
+    pub(crate) burst: Vec<FloorSample>,
+    /// First RunPodSandbox sent to the last container running in the burst.
+    pub(crate) burst_wall: Duration,
 }
 
 /// The sandbox of floor pod `index`: pod network (CNI), its own PID namespace, logs under `log_dir`.
@@ -193,8 +198,56 @@ async fn remove_all(cri: &Cri, created: &[(String, Option<String>)]) -> Result<(
     }
 }
 
-/// Starts `pods` floor pods one after the other (each running before the next is started), then
-/// stops and removes them all. `logs` holds the pods' log directories.
+/// Starts pods `first..first + pods` all at once; returns their timings and the wall time, after
+/// removing them.
+async fn burst(
+    cri: &Cri,
+    run_id: &str,
+    image: &str,
+    first: usize,
+    pods: usize,
+    logs: &Path,
+) -> Result<(Vec<FloorSample>, Duration)> {
+    let t0 = Instant::now();
+    let mut tasks = Vec::with_capacity(pods);
+    for index in first..first + pods {
+        let (cri, run_id, image, logs) = (
+            cri.clone(),
+            run_id.to_owned(),
+            image.to_owned(),
+            logs.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut created = Vec::with_capacity(1);
+            let sample = start_one(&cri, index, &run_id, &image, &logs, &mut created).await;
+            (sample, created)
+        }));
+    }
+    let mut created = Vec::with_capacity(pods);
+    let mut samples = Vec::with_capacity(pods);
+    let mut result = Ok(());
+    for task in tasks {
+        match task.await {
+            Ok((sample, made)) => {
+                created.extend(made);
+                match sample {
+                    Ok(s) => samples.push(s),
+                    Err(e) => result = result.and(Err(e)),
+                }
+            }
+            Err(e) => result = result.and(Err(anyhow::Error::from(e))),
+        }
+    }
+    let wall = t0.elapsed();
+    let removed = remove_all(cri, &created).await;
+    result?;
+    removed?;
+    Ok((samples, wall))
+}
+
+/// Starts `pods` floor pods one after the other (each running before the next is started) and
+/// removes them; then starts as many all at once and removes them. `logs` holds the pods' log
+/// directories.
 pub(crate) async fn run(socket: &Path, image: &str, pods: usize, logs: &Path) -> Result<Floor> {
     let cri = Cri::connect(socket).context("cannot connect to containerd")?;
     let run_id = format!("capstan-bench-{}", std::process::id());
@@ -215,7 +268,13 @@ pub(crate) async fn run(socket: &Path, image: &str, pods: usize, logs: &Path) ->
     let teardown = t0.elapsed();
     result?;
     removed?;
-    Ok(Floor { samples, teardown })
+    let (burst, burst_wall) = burst(&cri, &run_id, image, pods, pods, logs).await?;
+    Ok(Floor {
+        samples,
+        teardown,
+        burst,
+        burst_wall,
+    })
 }
 
 #[cfg(test)]

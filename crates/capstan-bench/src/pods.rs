@@ -8,7 +8,7 @@
 //!    create request sent to the first watch event with `status.phase == Running`, from one watch
 //!    opened before the creates;
 //! 4. the CRI floor: the same number of one-container pods started directly over CRI on the node's
-//!    containerd, one after the other (see `floor.rs`);
+//!    containerd, one after the other and then all at once (see `floor.rs`);
 //! 5. RSS of the server and of containerd with the pods running and idle after the run, binary size.
 //!
 //! Clean-up (also after a failure): every CRI sandbox left is removed, the server gets SIGTERM (SIGKILL
@@ -872,6 +872,16 @@ fn print(figures: &Figures, args: &PodsArgs, load: &str, binary: u64) {
         "| CRI floor, {pods} pods one after the other: RunPodSandbox -> RUNNING, p50 / p99 / max (ms) \
          | | {f50:.0} / {f99:.0} / {fmax:.0} | |"
     );
+    let burst: Vec<Duration> = figures.floor.burst.iter().map(|s| s.total).collect();
+    let (b50, b99, bmax) = summary(&burst);
+    println!(
+        "| CRI floor, {pods} pods at once: RunPodSandbox -> RUNNING, p50 / p99 / max (ms) \
+         | | {b50:.0} / {b99:.0} / {bmax:.0} | |"
+    );
+    println!(
+        "| CRI floor burst: first RunPodSandbox -> last RUNNING (ms) | | {:.0} | |",
+        ms(figures.floor.burst_wall)
+    );
     let step = |f: fn(&FloorSample) -> Duration| {
         let all: Vec<Duration> = figures.floor.samples.iter().map(f).collect();
         summary(&all).0
@@ -912,6 +922,20 @@ fn print(figures: &Figures, args: &PodsArgs, load: &str, binary: u64) {
         mib(m.containerd)
     );
     println!("| server peak RSS (MiB) | | {:.1} | |", mib(m.server_peak));
+    println!();
+    let in_order = |samples: &[Duration]| {
+        let all: Vec<String> = samples.iter().map(|d| format!("{:.0}", ms(*d))).collect();
+        all.join(" ")
+    };
+    println!(
+        "breakdown: sequential create -> Running per pod, in creation order (ms): {}",
+        in_order(&figures.sequential.running)
+    );
+    let floor: Vec<Duration> = figures.floor.samples.iter().map(|s| s.total).collect();
+    println!(
+        "breakdown: CRI floor sequential per pod, in order (ms): {}",
+        in_order(&floor)
+    );
 }
 
 pub(crate) async fn run(args: PodsArgs) -> Result<()> {
