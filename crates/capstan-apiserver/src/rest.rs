@@ -1325,7 +1325,10 @@ async fn delete_one(
                         json!(objects::rfc3339_after(grace)),
                     );
                     if grace == 0 && finalizers.is_empty() {
-                        return remove(req, resource, &key, name, revision, object).await;
+                        match try_remove(req, resource, &key, name, revision, object).await? {
+                            Some(reply) => return Ok(reply),
+                            None => continue,
+                        }
                     }
                     if !req.dry_run() {
                         let bytes = Bytes::from(
@@ -1372,7 +1375,12 @@ async fn delete_one(
                 Err(e) => return Err(ApiError::from_store(e, resource, name)),
             }
         }
-        return remove(req, resource, &key, name, revision, object).await;
+        // The object changed between our read and the delete (a controller's status write): read
+        // again and re-check the preconditions, as kube-apiserver's delete retries.
+        match try_remove(req, resource, &key, name, revision, object).await? {
+            Some(reply) => return Ok(reply),
+            None => continue,
+        }
     }
     Err(ApiError::conflict(
         resource,
@@ -1381,24 +1389,25 @@ async fn delete_one(
     ))
 }
 
-/// Removes an object from the store for good.
-async fn remove(
+/// Removes an object from the store for good; `None` when it changed since `revision` (the caller
+/// reads it again and retries).
+async fn try_remove(
     req: &Request<'_>,
     resource: &'static ResourceInfo,
     key: &str,
     name: &str,
     revision: Revision,
     object: Value,
-) -> ApiResult<Reply> {
+) -> ApiResult<Option<Reply>> {
     if req.dry_run() {
-        return Ok(Reply::json(200, &object));
+        return Ok(Some(Reply::json(200, &object)));
     }
     match req.state.store.delete(key, Some(revision)).await {
         Ok(_) => {
             after_delete(req, resource, &object).await;
-            Ok(Reply::json(200, &object))
+            Ok(Some(Reply::json(200, &object)))
         }
-        Err(StoreError::Conflict { .. }) => Err(ApiError::modified(resource, name)),
+        Err(StoreError::Conflict { .. }) => Ok(None),
         Err(e) => Err(ApiError::from_store(e, resource, name)),
     }
 }

@@ -132,13 +132,14 @@ async fn ordered_ready_creates_pods_one_by_one_with_stable_identities() {
     h.merge_patch::<StatefulSet>("db", json!({"spec": {"replicas": 1}}))
         .await;
     pods_named(&h, "db", &["db-0"]).await;
-    let mut deletes = h
-        .api::<k8s_openapi::api::core::v1::Event>()
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .items;
-    deletes.retain(|e| e.reason.as_deref() == Some("SuccessfulDelete"));
+    // Events are posted after the deletes: wait for both.
+    let events = h.api::<k8s_openapi::api::core::v1::Event>();
+    let mut deletes = eventually("two SuccessfulDelete events", || async {
+        let mut items = events.list(&ListParams::default()).await.ok()?.items;
+        items.retain(|e| e.reason.as_deref() == Some("SuccessfulDelete"));
+        (items.len() >= 2).then_some(items)
+    })
+    .await;
     deletes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let messages: Vec<String> = deletes.into_iter().filter_map(|e| e.message).collect();
     assert_eq!(
