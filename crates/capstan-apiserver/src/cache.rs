@@ -18,6 +18,8 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::encode::SplitJson;
+
 /// Events kept per resource for watches that resume from a resourceVersion.
 const HISTORY: usize = 10_000;
 /// Live events a watcher may fall behind before it is closed (the client then re-watches).
@@ -89,14 +91,12 @@ impl CachedObject {
         Self::with_line(resource, key, revision, value, kind, buffer, start..end)
     }
 
-    /// Builds the cached form of an object this server just wrote at `revision`, from the one
-    /// serialisation it stored (`value` is the object as written, without resourceVersion).
-    pub(crate) fn from_written(
-        resource: &ResourceInfo,
+    /// Builds the cached form of an object this server wrote, from the one serialisation it
+    /// stored, with `metadata.resourceVersion` set to `revision`.
+    fn from_prepared(
         key: String,
         revision: Revision,
-        value: &Value,
-        written: &crate::encode::SplitJson,
+        prepared: &Prepared,
         kind: EventType,
     ) -> Self {
         let mut buffer = Vec::new();
@@ -104,10 +104,22 @@ impl CachedObject {
         buffer.extend_from_slice(kind.as_str().as_bytes());
         buffer.extend_from_slice(LINE_OBJECT);
         let start = buffer.len();
-        written.write_with_revision(revision, &mut buffer);
+        prepared.split.write_with_revision(revision, &mut buffer);
         let end = buffer.len();
         buffer.extend_from_slice(LINE_SUFFIX);
-        Self::with_line(resource, key, revision, value, kind, buffer, start..end)
+        let line = Bytes::from(buffer);
+        let selectable = prepared.selectable.clone();
+        Self {
+            key,
+            namespace: selectable.namespace,
+            name: selectable.name,
+            revision,
+            json: line.slice(start..end),
+            labels: selectable.labels,
+            fields: selectable.fields,
+            line,
+            line_kind: kind,
+        }
     }
 
     fn with_line(
@@ -121,23 +133,15 @@ impl CachedObject {
     ) -> Self {
         let line = Bytes::from(buffer);
         let json = line.slice(json);
-        let meta = &value["metadata"];
-        let labels = meta["labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let selectable = Selectable::of(resource, value);
         Self {
             key,
-            namespace: meta["namespace"].as_str().map(str::to_owned),
-            name: meta["name"].as_str().unwrap_or_default().to_owned(),
+            namespace: selectable.namespace,
+            name: selectable.name,
             revision,
             json,
-            labels,
-            fields: selectable_fields(resource, value),
+            labels: selectable.labels,
+            fields: selectable.fields,
             line,
             line_kind: kind,
         }
@@ -162,6 +166,94 @@ impl CachedObject {
 
     pub fn value(&self) -> Value {
         serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+}
+
+/// What selectors and the cache's bookkeeping read from an object.
+#[derive(Clone, Debug)]
+struct Selectable {
+    namespace: Option<String>,
+    name: String,
+    labels: BTreeMap<String, String>,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl Selectable {
+    fn of(resource: &ResourceInfo, value: &Value) -> Self {
+        let meta = &value["metadata"];
+        let labels = meta["labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            namespace: meta["namespace"].as_str().map(str::to_owned),
+            name: meta["name"].as_str().unwrap_or_default().to_owned(),
+            labels,
+            fields: selectable_fields(resource, value),
+        }
+    }
+}
+
+/// An object this server is about to write, encoded once. Registered with the cache before the
+/// store write, so that its store event (recognised by the stored bytes, whichever of the event and
+/// the write's acknowledgement comes first) needs no decoding and encoding again.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    split: SplitJson,
+    selectable: Selectable,
+}
+
+impl Prepared {
+    /// `value` is the object as it will be stored (without resourceVersion), `split` its encoding.
+    pub(crate) fn new(resource: &ResourceInfo, value: &Value, split: SplitJson) -> Self {
+        Self {
+            selectable: Selectable::of(resource, value),
+            split,
+        }
+    }
+
+    /// The object's JSON with `metadata.resourceVersion` set to `revision`.
+    pub(crate) fn json_with_revision(&self, revision: Revision) -> Bytes {
+        let mut out = Vec::new();
+        self.split.write_with_revision(revision, &mut out);
+        Bytes::from(out)
+    }
+}
+
+/// A write registered with [`WatchCache::prepare`]; withdrawn when dropped before
+/// [`PendingWrite::stored`] (the write failed or the request went away).
+pub(crate) struct PendingWrite<'a> {
+    cache: &'a RwLock<ResourceCache>,
+    key: String,
+    prepared: Arc<Prepared>,
+    stored: bool,
+}
+
+impl PendingWrite<'_> {
+    /// The store acknowledged the write at `revision`: its JSON with that resourceVersion.
+    pub(crate) fn stored(mut self, revision: Revision) -> Bytes {
+        self.stored = true;
+        self.prepared.json_with_revision(revision)
+    }
+}
+
+impl Drop for PendingWrite<'_> {
+    fn drop(&mut self) {
+        if self.stored {
+            return;
+        }
+        let mut cache = write(self.cache);
+        if cache
+            .pending
+            .get(&self.key)
+            .is_some_and(|p| Arc::ptr_eq(p, &self.prepared))
+        {
+            cache.pending.remove(&self.key);
+        }
     }
 }
 
@@ -292,9 +384,9 @@ struct ResourceCache {
     history_floor: Revision,
     /// The revision of the last store event applied (or of the relist).
     applied: Revision,
-    /// Objects this server just wrote, already encoded, waiting for their store event: that event
+    /// Objects this server is writing, already encoded, waiting for their store event: that event
     /// then needs no decoding and encoding again.
-    pending: HashMap<String, Arc<CachedObject>>,
+    pending: HashMap<String, Arc<Prepared>>,
     live: broadcast::Sender<Arc<CacheEvent>>,
 }
 
@@ -459,10 +551,14 @@ impl WatchCache {
         let resource = cache.resource;
         let revision = event.revision();
         cache.applied = revision;
-        let offered = cache
-            .pending
-            .remove(&event.kv.key)
-            .filter(|o| o.revision == revision);
+        // The bytes tell whether the pending object is this event's write (another server's or a
+        // concurrent writer's event for the same key leaves it waiting for its own).
+        let offered = match cache.pending.get(&event.kv.key) {
+            Some(p) if p.split.stored_bytes() == &event.kv.value[..] => {
+                cache.pending.remove(&event.kv.key)
+            }
+            _ => None,
+        };
         let prev = cache.objects.get(&event.kv.key).cloned();
         let cache_event = match event.kind {
             EventKind::Created | EventKind::Updated => {
@@ -472,7 +568,12 @@ impl WatchCache {
                     EventType::Added
                 };
                 let object = match offered {
-                    Some(object) => object,
+                    Some(prepared) => Arc::new(CachedObject::from_prepared(
+                        event.kv.key.clone(),
+                        revision,
+                        &prepared,
+                        kind,
+                    )),
                     None => {
                         let Some(object) = CachedObject::from_store_as(resource, &event.kv, kind)
                         else {
@@ -617,16 +718,25 @@ impl WatchCache {
         read(cache).objects.get(key).cloned()
     }
 
-    /// Hands over an object this server just wrote (encoded once, at its store revision) so that
-    /// applying its store event does not decode and encode it again. Ignored once that event is in.
-    pub(crate) fn offer(&self, resource: &ResourceInfo, object: Arc<CachedObject>) {
-        let Some(cache) = self.caches.get(resource.plural) else {
-            return;
-        };
-        let mut cache = write(cache);
-        if cache.applied < object.revision {
-            cache.pending.insert(object.key.clone(), object);
-        }
+    /// Registers an object this server is about to write under `key` (see [`Prepared`]).
+    /// Returns `None` for a resource the cache does not hold.
+    pub(crate) fn prepare(
+        &self,
+        resource: &ResourceInfo,
+        key: &str,
+        prepared: Prepared,
+    ) -> Option<PendingWrite<'_>> {
+        let cache = self.caches.get(resource.plural)?;
+        let prepared = Arc::new(prepared);
+        write(cache)
+            .pending
+            .insert(key.to_owned(), prepared.clone());
+        Some(PendingWrite {
+            cache,
+            key: key.to_owned(),
+            prepared,
+            stored: false,
+        })
     }
 
     /// Number of objects of `resource`.
@@ -706,67 +816,71 @@ mod tests {
     }
 
     #[test]
-    fn written_objects_match_what_the_store_event_would_give() {
+    fn prepared_objects_match_what_the_store_event_would_give() {
         let value = pod("a");
         let split = SplitJson::new(&value).expect("split");
-        let written =
-            CachedObject::from_written(pods(), "k".into(), 9, &value, &split, EventType::Added);
+        let prepared = Prepared::new(pods(), &value, split);
+        let written = CachedObject::from_prepared("k".into(), 9, &prepared, EventType::Added);
         let mut with_rv = value.clone();
         with_rv["metadata"]["resourceVersion"] = json!("9");
         let decoded = CachedObject::from_value(pods(), "k".into(), 9, &with_rv);
         assert_eq!(written.json, decoded.json);
+        assert_eq!(prepared.json_with_revision(9), decoded.json);
         assert_eq!(
             written.line(EventType::Added),
             decoded.line(EventType::Added)
         );
         assert_eq!(written.labels, decoded.labels);
         assert_eq!(written.fields, decoded.fields);
+        assert_eq!(written.name, "a");
+        assert_eq!(written.namespace, decoded.namespace);
     }
 
     #[test]
-    fn offered_objects_are_used_by_their_store_event_only() {
+    fn prepared_writes_are_used_by_their_own_store_event_only() {
         let cache = WatchCache::new(capstan_api::resources());
         let lock = cache.caches.get("pods").expect("pods cache");
         let value = pod("a");
-        let split = SplitJson::new(&value).expect("split");
         let key = pods().key(Some("ns"), "a");
-        let offered = Arc::new(CachedObject::from_written(
-            pods(),
-            key.clone(),
-            3,
-            &value,
-            &split,
-            EventType::Added,
-        ));
-        cache.offer(pods(), offered.clone());
+        let prepare = |value: &Value| {
+            let split = SplitJson::new(value).expect("split");
+            cache
+                .prepare(pods(), &key, Prepared::new(pods(), value, split))
+                .expect("pods are cached")
+        };
+
+        // The event may come before the write's acknowledgement: it takes the prepared object.
+        let pending = prepare(&value);
         cache.apply(lock, stored("a", &value, 3, EventKind::Created));
+        assert!(read(lock).pending.is_empty());
         let got = cache.get(pods(), &key).expect("cached");
-        assert!(
-            Arc::ptr_eq(&got, &offered),
-            "the offered object is cached as is"
-        );
-        assert!(read(lock).pending.is_empty());
+        assert_eq!(got.revision, 3);
+        assert_eq!(pending.stored(3), got.json);
 
-        // An offer for a revision the cache has already applied is dropped, not kept forever.
-        cache.offer(pods(), offered);
+        // Or after it: the prepared object waits for its event.
+        let mut labelled = value.clone();
+        labelled["metadata"]["labels"]["app"] = json!("c");
+        let pending = prepare(&labelled);
+        let reply: Value = serde_json::from_slice(&pending.stored(4)).expect("json");
+        assert_eq!(reply["metadata"]["resourceVersion"], "4");
+        assert_eq!(reply["metadata"]["labels"]["app"], "c");
+        assert_eq!(read(lock).pending.len(), 1);
+        cache.apply(lock, stored("a", &labelled, 4, EventKind::Updated));
         assert!(read(lock).pending.is_empty());
+        let got = cache.get(pods(), &key).expect("cached");
+        assert_eq!(got.labels.get("app").map(String::as_str), Some("c"));
 
-        // An offer whose revision does not match the event is not used.
+        // Another writer's event for the key (other bytes) is decoded; the prepared object keeps
+        // waiting, and is withdrawn when its write fails.
         let mut changed = value.clone();
         changed["metadata"]["labels"]["app"] = json!("b");
-        let stale = Arc::new(CachedObject::from_written(
-            pods(),
-            key.clone(),
-            5,
-            &value,
-            &split,
-            EventType::Modified,
-        ));
-        cache.offer(pods(), stale);
-        cache.apply(lock, stored("a", &changed, 4, EventKind::Updated));
+        let pending = prepare(&value);
+        cache.apply(lock, stored("a", &changed, 5, EventKind::Updated));
         let got = cache.get(pods(), &key).expect("cached");
-        assert_eq!(got.revision, 4);
+        assert_eq!(got.revision, 5);
         assert_eq!(got.labels.get("app").map(String::as_str), Some("b"));
+        assert_eq!(read(lock).pending.len(), 1);
+        drop(pending);
         assert!(read(lock).pending.is_empty());
     }
 }

@@ -59,6 +59,10 @@ impl SplitJson {
         self.stored.clone()
     }
 
+    pub(crate) fn stored_bytes(&self) -> &[u8] {
+        &self.stored
+    }
+
     /// Writes the object with `metadata.resourceVersion` set to `revision` into `out`.
     pub(crate) fn write_with_revision(&self, revision: i64, out: &mut Vec<u8>) {
         out.reserve(self.stored.len() + 48);

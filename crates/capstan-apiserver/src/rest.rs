@@ -3,7 +3,7 @@
 //! semantics: preconditions, conflicts, graceful deletion, finalizers, dryRun, fieldValidation.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use capstan_api::{FieldValidation, ResourceInfo};
@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::cache::{
-    CacheEvent, CachedObject, EventType, WatchStartError, event_line, object_with_revision,
+    CacheEvent, CachedObject, EventType, PendingWrite, Prepared, WatchStartError, event_line,
+    object_with_revision,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, metadata_mut, name_of};
@@ -35,6 +36,16 @@ impl Reply {
         Self {
             code,
             body: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
+            content_type: "application/json".into(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A JSON body already encoded.
+    pub(crate) fn raw(code: u16, body: Bytes) -> Self {
+        Self {
+            code,
+            body,
             content_type: "application/json".into(),
             warnings: Vec::new(),
         }
@@ -442,6 +453,10 @@ async fn list_from_store(
 const WATCH_BATCH: usize = 128 * 1024;
 /// Chunks a watch may have queued for its connection; while they wait, events gather into bigger chunks.
 const WATCH_QUEUE: usize = 4;
+/// While events stream in, a watcher writes at most once per this interval: waiting that little
+/// gathers them into one chunk (one TLS record run, one syscall) instead of one write per event.
+/// An event after a quiet spell goes out at once.
+const WATCH_COALESCE: Duration = Duration::from_millis(5);
 
 /// The event lines a watcher has gathered for its next write: one line is sent as the shared
 /// encoding itself, more are copied into one chunk.
@@ -567,11 +582,16 @@ async fn watch(
             return;
         }
         let mut live = start.live;
+        let mut last_write = Instant::now().checked_sub(WATCH_COALESCE).unwrap_or_else(Instant::now);
         let mut ticker = tokio::time::interval(Duration::from_secs(30));
         ticker.tick().await;
         loop {
             tokio::select! {
                 received = live.recv() => {
+                    let since = last_write.elapsed();
+                    if since < WATCH_COALESCE {
+                        tokio::time::sleep(WATCH_COALESCE - since).await;
+                    }
                     // Everything already queued goes out in one chunk: one write per wake-up.
                     let mut next = Some(received.map_err(|_| ()));
                     let mut end = false;
@@ -601,10 +621,11 @@ async fn watch(
                             Err(_) => Some(Err(())),
                         };
                     }
-                    if let Some(chunk) = batch.take()
-                        && tx.send(chunk).await.is_err()
-                    {
-                        return;
+                    if let Some(chunk) = batch.take() {
+                        if tx.send(chunk).await.is_err() {
+                            return;
+                        }
+                        last_write = Instant::now();
                     }
                     if end {
                         return;
@@ -794,20 +815,11 @@ pub(crate) async fn create_object(
             return Ok(Reply::json(201, &candidate));
         }
         let key = resource.key(ns, &name);
-        let (bytes, split) = encode_for_store(&candidate)?;
+        let (bytes, pending) = encode_for_store(req, resource, &key, &candidate)?;
         match req.state.store.create(&key, bytes).await {
             Ok(kv) => {
-                if let Some(split) = &split {
-                    return Ok(written(
-                        req,
-                        resource,
-                        key,
-                        kv.mod_revision,
-                        &candidate,
-                        split,
-                        EventType::Added,
-                        201,
-                    ));
+                if let Some(pending) = pending {
+                    return Ok(Reply::raw(201, pending.stored(kv.mod_revision)));
                 }
                 metadata_mut(&mut candidate).insert(
                     "resourceVersion".into(),
@@ -833,41 +845,28 @@ pub(crate) async fn create_object(
     }
 }
 
-/// Serialises an object for the store, once: the bytes to store, and (for an object with metadata)
-/// the split form that yields the response and the cached object without encoding again.
-fn encode_for_store(object: &Value) -> ApiResult<(Bytes, Option<crate::encode::SplitJson>)> {
+/// Serialises an object for the store, once: the bytes to store and, for an object with metadata
+/// in a cached resource, its registration with the watch cache, which yields the response and the
+/// cached object without encoding again.
+fn encode_for_store<'a>(
+    req: &Request<'a>,
+    resource: &ResourceInfo,
+    key: &str,
+    object: &Value,
+) -> ApiResult<(Bytes, Option<PendingWrite<'a>>)> {
     match crate::encode::SplitJson::new(object) {
-        Some(split) => Ok((split.stored(), Some(split))),
+        Some(split) => {
+            let bytes = split.stored();
+            let pending = req
+                .state
+                .cache
+                .prepare(resource, key, Prepared::new(resource, object, split));
+            Ok((bytes, pending))
+        }
         None => Ok((
             Bytes::from(serde_json::to_vec(object).map_err(|e| ApiError::internal(e.to_string()))?),
             None,
         )),
-    }
-}
-
-/// The reply to a write that the store accepted at `revision`: the object as the watch cache will
-/// hold it, encoded once and handed to the cache too.
-#[allow(clippy::too_many_arguments)]
-fn written(
-    req: &Request<'_>,
-    resource: &'static ResourceInfo,
-    key: String,
-    revision: Revision,
-    object: &Value,
-    split: &crate::encode::SplitJson,
-    kind: EventType,
-    code: u16,
-) -> Reply {
-    let cached = Arc::new(CachedObject::from_written(
-        resource, key, revision, object, split, kind,
-    ));
-    let body = cached.json.clone();
-    req.state.cache.offer(resource, cached);
-    Reply {
-        code,
-        body,
-        content_type: "application/json".into(),
-        warnings: Vec::new(),
     }
 }
 
@@ -1040,7 +1039,7 @@ async fn write(
         if req.dry_run() {
             return Ok(Reply::json(200, &new));
         }
-        let (bytes, split) = encode_for_store(&new)?;
+        let (bytes, pending) = encode_for_store(req, resource, &key, &new)?;
         match req.state.store.update(&key, bytes, revision).await {
             Ok(kv) => {
                 let scale = matches!(
@@ -1050,19 +1049,11 @@ async fn write(
                         ..
                     } | Change::Patch { sub: Some("scale") }
                 );
-                if let Some(split) = &split
-                    && !scale
-                {
-                    return Ok(written(
-                        req,
-                        resource,
-                        key,
-                        kv.mod_revision,
-                        &new,
-                        split,
-                        EventType::Modified,
-                        200,
-                    ));
+                if let Some(pending) = pending {
+                    let json = pending.stored(kv.mod_revision);
+                    if !scale {
+                        return Ok(Reply::raw(200, json));
+                    }
                 }
                 metadata_mut(&mut new).insert(
                     "resourceVersion".into(),

@@ -705,6 +705,7 @@ pub(crate) async fn run(args: ApiArgs) -> Result<()> {
         .arg("--https-port")
         .arg(port.to_string())
         .args(["--bind-address", "127.0.0.1"])
+        .args(&args.server_args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)

@@ -57,6 +57,10 @@ pub(crate) struct ApiArgs {
     /// Watches open during the creates, each on its own HTTP/2 connection.
     #[arg(long, default_value_t = 100)]
     pub(crate) watchers: usize,
+    /// Extra flags for `capstan server`, e.g. `--server-arg=--disable-scheduler` to measure the API
+    /// server without the in-process scheduler's writes.
+    #[arg(long = "server-arg", allow_hyphen_values = true)]
+    pub(crate) server_args: Vec<String>,
 }
 
 /// Flags of `capstan-bench pods`.

@@ -51,6 +51,12 @@ pub(crate) struct ServerArgs {
     /// Run the control plane only, without a local agent.
     #[arg(long)]
     pub(crate) disable_agent: bool,
+    /// Do not run the scheduler in this server (as k3s: another server or an external one schedules).
+    #[arg(long)]
+    pub(crate) disable_scheduler: bool,
+    /// Do not run the controller manager in this server.
+    #[arg(long)]
+    pub(crate) disable_controller_manager: bool,
     /// Name of the local node (default: the hostname).
     #[arg(long)]
     pub(crate) node_name: Option<String>,

@@ -24,13 +24,6 @@ impl FieldSet {
         self.children.entry(element).or_default()
     }
 
-    pub(crate) fn insert(&mut self, path: &[String]) {
-        match path.split_first() {
-            None => self.member = true,
-            Some((first, rest)) => self.child_mut(first.clone()).insert(rest),
-        }
-    }
-
     /// The node at `path`, if any path goes through it.
     fn node(&self, path: &[String]) -> Option<&FieldSet> {
         path.iter()
@@ -79,12 +72,6 @@ impl FieldSet {
             child.collect(prefix, out);
             prefix.pop();
         }
-    }
-
-    /// Whether the member at `path` has members below it (a list item or map entry with fields).
-    pub(crate) fn has_children(&self, path: &[String]) -> bool {
-        self.node(path)
-            .is_some_and(|node| !node.children.is_empty())
     }
 
     pub(crate) fn union(&mut self, other: &FieldSet) {
@@ -296,25 +283,46 @@ fn walk_value(value: &Value, child: Child, node: &mut FieldSet) {
     }
 }
 
-/// The value at a field path, with the metadata to find list items.
-pub(crate) fn value_at<'a>(value: &'a Value, path: &[String], ty: Ty) -> Option<&'a Value> {
-    let mut node = value;
-    let mut child = Child {
+/// The members of `set` (the fields of `new`) whose value in `old` is missing or different: one
+/// walk of the set with both objects, instead of a lookup from the root per path. A member with
+/// members below it (a list item with fields) is not compared itself; its members are.
+pub(crate) fn changed_members(set: &FieldSet, old: &Value, new: &Value, ty: Ty) -> FieldSet {
+    let root = Child {
         ty,
         meta: FieldMeta::UNKNOWN,
         declared: true,
     };
-    for element in path {
-        if let Some(name) = element.strip_prefix("f:") {
-            node = node.as_object()?.get(name)?;
-            child = child.ty.child(name);
-        } else {
-            let list = node.as_array()?;
-            node = find_item(list, element, child)?;
-            child = item_child(child);
+    changed_below(set, Some(old), Some(new), root)
+}
+
+fn changed_below(set: &FieldSet, old: Option<&Value>, new: Option<&Value>, at: Child) -> FieldSet {
+    let mut out = FieldSet {
+        member: set.member
+            && match old {
+                None => true,
+                Some(before) => set.children.is_empty() && Some(before) != new,
+            },
+        children: BTreeMap::new(),
+    };
+    for (element, below) in &set.children {
+        let (old_child, new_child, next) = match element.strip_prefix("f:") {
+            Some(name) => (
+                old.and_then(|v| v.as_object()?.get(name)),
+                new.and_then(|v| v.as_object()?.get(name)),
+                at.ty.child(name),
+            ),
+            None => (
+                old.and_then(|v| find_item(v.as_array()?, element, at)),
+                new.and_then(|v| find_item(v.as_array()?, element, at)),
+                item_child(at),
+            ),
+        };
+        let changed = changed_below(below, old_child, new_child, next);
+        if !changed.is_empty() {
+            out.children.insert(element.clone(), changed);
         }
     }
-    Some(node)
+    out
 }
 
 fn find_item<'a>(list: &'a [Value], element: &str, child: Child) -> Option<&'a Value> {
@@ -391,6 +399,34 @@ mod tests {
 
     fn deployment() -> Ty {
         meta::root(capstan_api::find_kind("apps/v1", "Deployment").expect("registered"))
+    }
+
+    #[test]
+    fn changed_members_are_the_new_or_different_leaves_only() {
+        let old = json!({
+            "metadata": {"labels": {"app": "web", "tier": "a"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [
+                {"name": "app", "image": "app:1", "args": ["x"]},
+                {"name": "side", "image": "side:1"}
+            ]}}}
+        });
+        let mut new = old.clone();
+        new["spec"]["template"]["spec"]["containers"][1]["image"] = json!("side:2");
+        new["metadata"]["labels"]["tier"] = json!("b");
+        new["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .expect("list")
+            .push(json!({"name": "third", "image": "t:1"}));
+        let changed = changed_members(&to_set(&new, deployment()), &old, &new, deployment());
+        let expected = json!({
+            "f:metadata": {"f:labels": {"f:tier": {}}},
+            "f:spec": {"f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"side\"}": {"f:image": {}},
+                "k:{\"name\":\"third\"}": {".": {}, "f:image": {}, "f:name": {}}
+            }}}}
+        });
+        assert_eq!(changed.to_fields_v1(), expected);
+        assert!(changed_members(&to_set(&old, deployment()), &old, &old, deployment()).is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use capstan_api::ResourceInfo;
 use serde_json::{Map, Value, json};
 
 use crate::meta::{self, Child, FieldMeta, ListType, Ty};
-use fieldset::{FieldSet, display_path, key_element, remove_at, to_set, value_at};
+use fieldset::{FieldSet, display_path, key_element, remove_at, to_set};
 
 /// The result of an apply: the object to store, with `metadata.managedFields` updated.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,23 +175,12 @@ fn owned_fields(object: &Value, ty: Ty) -> FieldSet {
 /// `new` no longer has.
 fn changes(old: Option<&Value>, new: &Value, ty: Ty) -> (FieldSet, FieldSet) {
     let new_set = owned_fields(new, ty);
-    let mut changed = FieldSet::default();
-    for path in new_set.paths() {
-        let before = old.and_then(|old| value_at(old, &path, ty));
-        let differs = match before {
-            None => true,
-            Some(before) => {
-                !new_set.has_children(&path) && Some(before) != value_at(new, &path, ty)
-            }
-        };
-        if differs {
-            changed.insert(&path);
-        }
-    }
-    let removed = match old {
-        Some(old) => owned_fields(old, ty).difference(&new_set),
-        None => FieldSet::default(),
+    let Some(old) = old else {
+        // A new object: every field it sets is a change.
+        return (new_set, FieldSet::default());
     };
+    let changed = fieldset::changed_members(&new_set, old, new, ty);
+    let removed = owned_fields(old, ty).difference(&new_set);
     (changed, removed)
 }
 
@@ -430,9 +419,8 @@ pub fn record_update(
             None => Vec::new(),
         },
     };
-    let plain_old = old.map(without_managed_fields);
-    let plain_new = without_managed_fields(new);
-    let (changed, removed) = changes(plain_old.as_ref(), &plain_new, ty);
+    // managedFields itself is never owned (see STRIPPED), so the objects need no copy without it.
+    let (changed, removed) = changes(old, new, ty);
     for entry in entries
         .iter_mut()
         .filter(|e| !e.is(manager, UPDATE, &api_version))

@@ -188,32 +188,44 @@ async fn serve(args: ServerArgs) -> Result<()> {
         )),
         ..Default::default()
     };
-    let scheduler = leader::run_elected(
-        scheduler_client.clone(),
-        "kube-scheduler",
-        identity.clone(),
-        shutdown.clone(),
-        move |stop| {
-            let scheduler = capstan_scheduler::Scheduler::new(
-                scheduler_client.clone(),
-                capstan_scheduler::SchedulerOptions::default(),
-            );
-            scheduler.run(stop)
-        },
-    );
-    let controllers = leader::run_elected(
-        controllers_client.clone(),
-        "kube-controller-manager",
-        identity,
-        shutdown.clone(),
-        move |stop| {
-            capstan_controllers::run_all(
-                controllers_client.clone(),
-                controller_config.clone(),
-                stop,
-            )
-        },
-    );
+    let scheduler = async {
+        if args.disable_scheduler {
+            return;
+        }
+        leader::run_elected(
+            scheduler_client.clone(),
+            "kube-scheduler",
+            identity.clone(),
+            shutdown.clone(),
+            |stop| {
+                let scheduler = capstan_scheduler::Scheduler::new(
+                    scheduler_client.clone(),
+                    capstan_scheduler::SchedulerOptions::default(),
+                );
+                scheduler.run(stop)
+            },
+        )
+        .await
+    };
+    let controllers = async {
+        if args.disable_controller_manager {
+            return;
+        }
+        leader::run_elected(
+            controllers_client.clone(),
+            "kube-controller-manager",
+            identity.clone(),
+            shutdown.clone(),
+            |stop| {
+                capstan_controllers::run_all(
+                    controllers_client.clone(),
+                    controller_config.clone(),
+                    stop,
+                )
+            },
+        )
+        .await
+    };
     tokio::join!(scheduler, controllers);
     let _ = api.await;
     // Give in-flight store writes a moment to be acknowledged before the process exits.
