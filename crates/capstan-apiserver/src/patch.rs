@@ -23,7 +23,7 @@ pub(crate) fn is_apply(content_type: &str) -> bool {
 fn parse(body: &[u8], yaml: bool) -> ApiResult<Value> {
     match serde_json::from_slice(body) {
         Ok(v) => Ok(v),
-        Err(_) if yaml => serde_norway::from_slice(body)
+        Err(_) if yaml => serde_saphyr::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}"))),
         Err(e) => Err(ApiError::bad_request(format!("error decoding patch: {e}"))),
     }
@@ -118,5 +118,28 @@ pub(crate) fn record_update(
     if let Err(e) = capstan_patch::apply::record_update(old, new, manager, resource, &now_rfc3339())
     {
         tracing::debug!(error = %e, "managed fields not recorded");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::parse;
+
+    #[test]
+    fn apply_bodies_may_be_yaml_and_other_patches_must_be_json() {
+        let yaml = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: \"1\"\n  b: x\n";
+        let value = parse(yaml, true).expect("yaml apply body");
+        assert_eq!(
+            value,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                   "data": {"a": "1", "b": "x"}})
+        );
+        assert_eq!(parse(br#"{"a": 1}"#, true).expect("json"), json!({"a": 1}));
+        let error = parse(yaml, false).expect_err("not JSON");
+        assert_eq!(error.code, 400);
+        let error = parse(b"a: [1,", true).expect_err("bad yaml");
+        assert!(error.message.starts_with("error decoding YAML"), "{}", error.message);
     }
 }

@@ -762,7 +762,12 @@ pub(crate) async fn create_object(
         .map(str::to_owned);
     let mut attempts = 0;
     loop {
-        let mut candidate = object.clone();
+        // Only a generated name may need another attempt (and the original object again).
+        let mut candidate = if generate.is_some() {
+            object.clone()
+        } else {
+            std::mem::take(&mut object)
+        };
         if name_of(&candidate).is_empty()
             && let Some(prefix) = &generate
         {
