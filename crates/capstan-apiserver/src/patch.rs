@@ -129,7 +129,8 @@ mod tests {
 
     #[test]
     fn apply_bodies_may_be_yaml_and_other_patches_must_be_json() {
-        let yaml = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: \"1\"\n  b: x\n";
+        let yaml =
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: \"1\"\n  b: x\n";
         let value = parse(yaml, true).expect("yaml apply body");
         assert_eq!(
             value,
@@ -140,6 +141,10 @@ mod tests {
         let error = parse(yaml, false).expect_err("not JSON");
         assert_eq!(error.code, 400);
         let error = parse(b"a: [1,", true).expect_err("bad yaml");
-        assert!(error.message.starts_with("error decoding YAML"), "{}", error.message);
+        assert!(
+            error.message.starts_with("error decoding YAML"),
+            "{}",
+            error.message
+        );
     }
 }

@@ -582,7 +582,9 @@ async fn watch(
             return;
         }
         let mut live = start.live;
-        let mut last_write = Instant::now().checked_sub(WATCH_COALESCE).unwrap_or_else(Instant::now);
+        let mut last_write = Instant::now()
+            .checked_sub(WATCH_COALESCE)
+            .unwrap_or_else(Instant::now);
         let mut ticker = tokio::time::interval(Duration::from_secs(30));
         ticker.tick().await;
         loop {
@@ -862,10 +864,10 @@ fn encode_for_store<'a>(
     match crate::encode::SplitJson::new(object) {
         Some(split) => {
             let bytes = split.stored();
-            let pending = req
-                .state
-                .cache
-                .prepare(resource, key, Prepared::new(resource, object, split));
+            let pending =
+                req.state
+                    .cache
+                    .prepare(resource, key, Prepared::new(resource, object, split));
             Ok((bytes, pending))
         }
         None => Ok((
