@@ -512,3 +512,30 @@ fn jobs_complete_and_cronjobs_are_accepted() {
     let table = k.ok(&["get", "cronjobs"]);
     assert_contains(&table, "tick");
 }
+
+/// `--disable-scheduler` and `--disable-controller-manager` (as k3s): this server neither elects
+/// nor runs them, so a Deployment gets no ReplicaSet and a pod stays unbound, while the API works.
+#[test]
+fn disabled_scheduler_and_controller_manager_do_not_run() {
+    let k = Cluster::start_with_flags(&["--disable-scheduler", "--disable-controller-manager"]);
+    k.ok(&["create", "deployment", "web", "--image", IMAGE]);
+    k.ok(&["run", "lone", "--image", IMAGE, "--restart=Never"]);
+    // Both would hold their Lease and act within a second of start-up if they ran.
+    std::thread::sleep(Duration::from_secs(3));
+    let leases = k.ok(&["get", "leases", "-n", "kube-system", "-o", "name"]);
+    assert!(!leases.contains("kube-scheduler"), "{leases}");
+    assert!(!leases.contains("kube-controller-manager"), "{leases}");
+    let replicasets = k.ok(&["get", "replicasets", "-o", "name"]);
+    assert_eq!(replicasets.trim(), "", "{replicasets}");
+    let pod = k.ok(&[
+        "get",
+        "pod",
+        "lone",
+        "-o",
+        "jsonpath={.spec.nodeName}|{.status.conditions}",
+    ]);
+    assert_eq!(
+        pod, "|",
+        "the pod was neither bound nor marked unschedulable"
+    );
+}
