@@ -235,13 +235,7 @@ async fn get(
             catch_up(req.state, rv).await?;
         }
         None => {
-            let current = req
-                .state
-                .store
-                .current_revision()
-                .await
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            catch_up(req.state, current).await?;
+            catch_up_to_store(req.state).await?;
         }
     }
     let object = req
@@ -307,6 +301,16 @@ async fn catch_up(state: &ApiState, revision: Revision) -> ApiResult<()> {
     }
 }
 
+/// A consistent read: waits until the cache holds everything the store has committed.
+async fn catch_up_to_store(state: &ApiState) -> ApiResult<()> {
+    let current = state
+        .store
+        .current_revision()
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    catch_up(state, current).await
+}
+
 fn parse_rv(text: &str) -> ApiResult<Revision> {
     text.parse::<Revision>()
         .ok()
@@ -344,13 +348,7 @@ async fn list(
             catch_up(req.state, rv).await?;
         }
     } else {
-        let current = req
-            .state
-            .store
-            .current_revision()
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        catch_up(req.state, current).await?;
+        catch_up_to_store(req.state).await?;
     }
 
     let (items, revision, more) = match pinned {

@@ -368,8 +368,6 @@ struct PodList {
 
 #[derive(Deserialize)]
 struct ListMeta {
-    #[serde(rename = "resourceVersion", default)]
-    resource_version: String,
     #[serde(rename = "continue", default)]
     continue_token: Option<String>,
 }
@@ -726,31 +724,7 @@ pub(crate) async fn run(args: ApiArgs) -> Result<()> {
     let (idle_rss, _) = procfs::rss(pid)?;
 
     let mut admin = endpoint.connect().await?;
-    let namespace = serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}
-    });
-    let (status, body) = admin
-        .call(
-            Method::POST,
-            "/api/v1/namespaces",
-            Some(Bytes::from(namespace.to_string())),
-        )
-        .await?;
-    ensure!(
-        status == StatusCode::CREATED,
-        "creating namespace {NAMESPACE} answered {status}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    let (status, body) = admin
-        .call(
-            Method::GET,
-            &format!("/api/v1/namespaces/{NAMESPACE}/pods"),
-            None,
-        )
-        .await?;
-    ensure!(status == StatusCode::OK, "initial list answered {status}");
-    let initial: PodList = serde_json::from_slice(&body).context("initial list")?;
-    let rv = initial.metadata.resource_version;
+    let rv = admin.create_namespace_for_pods(NAMESPACE).await?;
 
     let t0 = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -127,4 +127,36 @@ impl Conn {
             .to_bytes();
         Ok((status, body))
     }
+
+    /// Creates namespace `name` and returns the resourceVersion of its (empty) pod list, from which
+    /// a watch sees every pod created afterwards.
+    pub(crate) async fn create_namespace_for_pods(&mut self, name: &str) -> Result<String> {
+        let namespace = serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+        });
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/namespaces",
+                Some(Bytes::from(namespace.to_string())),
+            )
+            .await?;
+        if status != StatusCode::CREATED {
+            bail!(
+                "creating namespace {name} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let path = format!("/api/v1/namespaces/{name}/pods");
+        let (status, body) = self.call(Method::GET, &path, None).await?;
+        if status != StatusCode::OK {
+            bail!("listing pods in {name} answered {status}");
+        }
+        let list: serde_json::Value = serde_json::from_slice(&body).context("pod list")?;
+        Ok(list
+            .pointer("/metadata/resourceVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned())
+    }
 }

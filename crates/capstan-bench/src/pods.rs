@@ -742,35 +742,7 @@ async fn measure(
         ms(node.ready)
     );
 
-    let namespace = serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}
-    });
-    let (status, body) = conn
-        .call(
-            Method::POST,
-            "/api/v1/namespaces",
-            Some(Bytes::from(namespace.to_string())),
-        )
-        .await?;
-    ensure!(
-        status == StatusCode::CREATED,
-        "creating namespace {NAMESPACE} answered {status}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    let (status, body) = conn
-        .call(
-            Method::GET,
-            &format!("/api/v1/namespaces/{NAMESPACE}/pods"),
-            None,
-        )
-        .await?;
-    ensure!(status == StatusCode::OK, "listing pods answered {status}");
-    let list: serde_json::Value = serde_json::from_slice(&body).context("pod list")?;
-    let rv = list
-        .pointer("/metadata/resourceVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_owned();
+    let rv = conn.create_namespace_for_pods(NAMESPACE).await?;
     let mut watch = PodWatch::open(endpoint.clone(), rv);
 
     // Warm-up: the image (and the sandbox image) on the node, a first sandbox on the CNI bridge.
