@@ -7,6 +7,7 @@ set -euo pipefail
 # and its tests, and the container runtime stack the kubelet drives.
 PACKAGES=(
   protobuf-compiler
+  libprotobuf-dev
   etcd-server
   containerd
   runc
