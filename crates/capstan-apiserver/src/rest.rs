@@ -220,6 +220,26 @@ pub(crate) async fn stored(
     }
 }
 
+/// The current object for a read-modify-write: from the watch cache unless `fresh` (no store round
+/// trip), else from the store. A cached copy may be behind the store; the compare-and-swap write then
+/// fails and the caller retries with `fresh`, as kube-apiserver's GuaranteedUpdate does with its
+/// cached original state.
+async fn current(
+    state: &ApiState,
+    resource: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    fresh: bool,
+) -> ApiResult<(Value, Revision)> {
+    if !fresh
+        && let Some(cached) = state.cache.get(resource, &resource.key(ns, name))
+        && let Ok(value) = serde_json::from_slice::<Value>(&cached.json)
+    {
+        return Ok((value, cached.revision));
+    }
+    stored(state, resource, ns, name).await
+}
+
 /// GET of one object, from the watch cache: with no resourceVersion a consistent read (the cache has
 /// caught up to the store's current revision, as for LIST); `0` is any cached state; `N` is at least N.
 async fn get(
@@ -927,13 +947,17 @@ async fn write(
     change: Change<'_>,
 ) -> ApiResult<Reply> {
     let key = resource.key(ns, name);
-    let manager = req.field_manager();
+    // The first attempt reads the watch cache; any outcome but a successful compare-and-swap write
+    // that came from the cached copy is checked again against the store (the copy may be behind).
+    let mut fresh = false;
     for _ in 0..16 {
-        let current = match stored(req.state, resource, ns, name).await {
+        let current = match current(req.state, resource, ns, name, fresh).await {
             Ok(found) => Some(found),
             Err(e) if e.code == 404 => None,
             Err(e) => return Err(e),
         };
+        let from_cache = !fresh;
+        fresh = true;
         let Some((old, revision)) = current else {
             // Server-side apply creates; so does PUT of a Lease/Endpoints-like object? Kubernetes allows
             // create-on-update only for a few kinds; apply is the one that matters.
@@ -945,66 +969,12 @@ async fn write(
             }
             return Err(ApiError::not_found(resource, name));
         };
-        let mut new = match &change {
-            Change::Replace { object, sub } => {
-                let precondition = object["metadata"]["resourceVersion"]
-                    .as_str()
-                    .filter(|v| !v.is_empty());
-                if let Some(rv) = precondition
-                    && rv != revision.to_string()
-                {
-                    return Err(ApiError::modified(resource, name));
-                }
-                replaced(resource, object, &old, *sub)?
-            }
-            Change::Patch { sub } => {
-                let content_type = req.content_type();
-                if *sub == Some("scale") {
-                    let scale = patch::apply(
-                        content_type,
-                        &to_scale(&old),
-                        &req.body,
-                        resource,
-                        &manager,
-                        req.query.flag("force"),
-                    )?;
-                    replaced(resource, &scale, &old, Some("scale"))?
-                } else {
-                    let patched = patch::apply(
-                        content_type,
-                        &old,
-                        &req.body,
-                        resource,
-                        &manager,
-                        req.query.flag("force"),
-                    )?;
-                    if let Some(rv) = patched["metadata"]["resourceVersion"].as_str()
-                        && rv != revision.to_string()
-                    {
-                        return Err(ApiError::modified(resource, name));
-                    }
-                    let (patched, _) = decode(req, resource, patched)?;
-                    replaced(resource, &patched, &old, *sub)?
-                }
-            }
+        let mut new = match next_state(req, resource, ns, name, &change, &old, revision) {
+            Ok(new) => new,
+            // Computed from a cached copy that may be behind: check against the store.
+            Err(_) if from_cache => continue,
+            Err(e) => return Err(e),
         };
-        {
-            let meta = metadata_mut(&mut new);
-            meta.insert("name".into(), Value::String(name.into()));
-            match ns {
-                Some(ns) => meta.insert("namespace".into(), Value::String(ns.into())),
-                None => meta.remove("namespace"),
-            };
-            meta.remove("resourceVersion");
-        }
-        capstan_api::apply_defaults(resource, &mut new);
-        let errors = capstan_api::validate_update(resource, &new, &old);
-        if !errors.is_empty() {
-            return Err(ApiError::invalid(resource, name, &errors));
-        }
-        if !req.is_apply() {
-            patch::record_update(Some(&old), &mut new, &manager, resource);
-        }
 
         // Removing the last finalizer of an object being deleted completes the deletion.
         let deleting = new["metadata"]
@@ -1038,10 +1008,16 @@ async fn write(
         }
 
         if same_content(&new, &old) {
+            if from_cache {
+                continue;
+            }
             // A no-op write keeps the resourceVersion, as in Kubernetes.
             return Ok(Reply::json(200, &old));
         }
         if req.dry_run() {
+            if from_cache {
+                continue;
+            }
             return Ok(Reply::json(200, &new));
         }
         let (bytes, pending) = encode_for_store(req, resource, &key, &new)?;
@@ -1097,21 +1073,129 @@ async fn write(
     ))
 }
 
+/// The object an update or patch makes of `old` (at `revision`): the change applied, system
+/// metadata kept, defaults set, validated, managedFields recorded.
+fn next_state(
+    req: &Request<'_>,
+    resource: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    change: &Change<'_>,
+    old: &Value,
+    revision: Revision,
+) -> ApiResult<Value> {
+    let manager = req.field_manager();
+    let mut new = match change {
+        Change::Replace { object, sub } => {
+            let precondition = object["metadata"]["resourceVersion"]
+                .as_str()
+                .filter(|v| !v.is_empty());
+            if let Some(rv) = precondition
+                && rv != revision.to_string()
+            {
+                return Err(ApiError::modified(resource, name));
+            }
+            replaced(resource, object, old, *sub)?
+        }
+        Change::Patch { sub } => {
+            let content_type = req.content_type();
+            if *sub == Some("scale") {
+                let scale = patch::apply(
+                    content_type,
+                    &to_scale(old),
+                    &req.body,
+                    resource,
+                    &manager,
+                    req.query.flag("force"),
+                )?;
+                replaced(resource, &scale, old, Some("scale"))?
+            } else {
+                let patched = patch::apply(
+                    content_type,
+                    old,
+                    &req.body,
+                    resource,
+                    &manager,
+                    req.query.flag("force"),
+                )?;
+                if let Some(rv) = patched["metadata"]["resourceVersion"].as_str()
+                    && rv != revision.to_string()
+                {
+                    return Err(ApiError::modified(resource, name));
+                }
+                let (patched, _) = decode(req, resource, patched)?;
+                replaced(resource, &patched, old, *sub)?
+            }
+        }
+    };
+    {
+        let meta = metadata_mut(&mut new);
+        meta.insert("name".into(), Value::String(name.into()));
+        match ns {
+            Some(ns) => meta.insert("namespace".into(), Value::String(ns.into())),
+            None => meta.remove("namespace"),
+        };
+        meta.remove("resourceVersion");
+    }
+    capstan_api::apply_defaults(resource, &mut new);
+    let errors = capstan_api::validate_update(resource, &new, old);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(resource, name, &errors));
+    }
+    if !req.is_apply() {
+        patch::record_update(Some(old), &mut new, &manager, resource);
+    }
+    Ok(new)
+}
+
 /// Whether a write would change nothing but bookkeeping: the resourceVersion, or the timestamps of
 /// managedFields entries whose field sets stayed the same.
 fn same_content(new: &Value, old: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        let meta = metadata_mut(&mut v);
-        meta.remove("resourceVersion");
-        if let Some(entries) = meta.get_mut("managedFields").and_then(Value::as_array_mut) {
-            for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
-                entry.remove("time");
-            }
+    /// Equal maps, but for the keys `skip` and entries that `equal` says match.
+    fn maps_equal(
+        a: &serde_json::Map<String, Value>,
+        b: &serde_json::Map<String, Value>,
+        skip: &[&str],
+        equal: impl Fn(&str, &Value, &Value) -> bool,
+    ) -> bool {
+        let kept = |m: &serde_json::Map<String, Value>| {
+            m.keys().filter(|k| !skip.contains(&k.as_str())).count()
+        };
+        kept(a) == kept(b)
+            && a.iter()
+                .filter(|(k, _)| !skip.contains(&k.as_str()))
+                .all(|(k, v)| b.get(k).is_some_and(|w| equal(k, v, w)))
+    }
+    let entries_equal = |a: &Value, b: &Value| match (a.as_array(), b.as_array()) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| match (x.as_object(), y.as_object()) {
+                        (Some(x), Some(y)) => maps_equal(x, y, &["time"], |_, v, w| v == w),
+                        _ => x == y,
+                    })
         }
-        v
+        _ => a == b,
     };
-    strip(new) == strip(old)
+    let (Some(new), Some(old)) = (new.as_object(), old.as_object()) else {
+        return new == old;
+    };
+    maps_equal(new, old, &[], |key, v, w| {
+        if key != "metadata" {
+            return v == w;
+        }
+        match (v.as_object(), w.as_object()) {
+            (Some(v), Some(w)) => maps_equal(v, w, &["resourceVersion"], |key, v, w| {
+                if key == "managedFields" {
+                    entries_equal(v, w)
+                } else {
+                    v == w
+                }
+            }),
+            _ => v == w,
+        }
+    })
 }
 
 /// The object a write of `object` through `sub` produces from `old`.
@@ -1512,41 +1596,50 @@ async fn binding(req: &Request<'_>, ns: Option<&str>, pod_name: Option<&str>) ->
         ));
     }
     let key = pods.key(ns, &name);
+    // As for updates: the cached pod first, the store's after a conflict or a refusal.
+    let mut fresh = false;
     for _ in 0..16 {
-        let (mut pod, revision) = stored(req.state, pods, ns, &name).await?;
-        if pod["metadata"]
+        let (mut pod, revision) = current(req.state, pods, ns, &name, fresh).await?;
+        let from_cache = !fresh;
+        fresh = true;
+        let refusal = if pod["metadata"]
             .get("deletionTimestamp")
             .is_some_and(|t| !t.is_null())
         {
-            return Err(ApiError::conflict(
-                pods,
-                &name,
-                "pod is being deleted, cannot be assigned to a host",
-            ));
-        }
-        if let Some(current) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-            return Err(ApiError::conflict(
-                pods,
-                &name,
-                &format!("pod {name} is already assigned to node \"{current}\""),
-            ));
+            Some("pod is being deleted, cannot be assigned to a host".to_owned())
+        } else {
+            pod["spec"]["nodeName"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .map(|current| format!("pod {name} is already assigned to node \"{current}\""))
+        };
+        if let Some(refusal) = refusal {
+            if from_cache {
+                continue;
+            }
+            return Err(ApiError::conflict(pods, &name, &refusal));
         }
         pod["spec"]["nodeName"] = json!(node);
-        let mut conditions: Vec<Value> = pod["status"]["conditions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        conditions.retain(|c| c["type"] != "PodScheduled");
-        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339()}));
-        pod["status"]["conditions"] = Value::Array(conditions);
+        if let Some(conditions) = pod["status"]["conditions"].as_array_mut() {
+            conditions.retain(|c| c["type"] != "PodScheduled");
+        }
+        let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339()});
+        match pod["status"]["conditions"].as_array_mut() {
+            Some(conditions) => conditions.push(scheduled),
+            None => pod["status"]["conditions"] = json!([scheduled]),
+        }
         metadata_mut(&mut pod).remove("resourceVersion");
         if req.dry_run() {
             break;
         }
-        let bytes =
-            Bytes::from(serde_json::to_vec(&pod).map_err(|e| ApiError::internal(e.to_string()))?);
+        let (bytes, pending) = encode_for_store(req, pods, &key, &pod)?;
         match req.state.store.update(&key, bytes, revision).await {
-            Ok(_) => break,
+            Ok(kv) => {
+                if let Some(pending) = pending {
+                    pending.stored(kv.mod_revision);
+                }
+                break;
+            }
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(ApiError::from_store(e, pods, &name)),
         }
@@ -1619,6 +1712,35 @@ pub(crate) fn system_request<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_content_ignores_only_resource_version_and_managed_field_times() {
+        let old = json!({
+            "metadata": {"name": "a", "resourceVersion": "7", "labels": {"x": "1"},
+                "managedFields": [{"manager": "m", "time": "2026-01-01T00:00:00Z", "fieldsV1": {"f:a": {}}}]},
+            "spec": {"replicas": 1}
+        });
+        let mut new = old.clone();
+        metadata_mut(&mut new).remove("resourceVersion");
+        new["metadata"]["managedFields"][0]["time"] = json!("2026-02-02T00:00:00Z");
+        assert!(same_content(&new, &old));
+
+        let mut scaled = new.clone();
+        scaled["spec"]["replicas"] = json!(2);
+        assert!(!same_content(&scaled, &old));
+        let mut relabelled = new.clone();
+        relabelled["metadata"]["labels"]["x"] = json!("2");
+        assert!(!same_content(&relabelled, &old));
+        let mut extra = new.clone();
+        extra["status"] = json!({});
+        assert!(!same_content(&extra, &old));
+        let mut other_manager = new.clone();
+        other_manager["metadata"]["managedFields"][0]["manager"] = json!("n");
+        assert!(!same_content(&other_manager, &old));
+        let mut annotated = new;
+        annotated["metadata"]["annotations"] = json!({"a": "b"});
+        assert!(!same_content(&annotated, &old));
+    }
 
     #[test]
     fn watch_batches_send_one_line_as_is_and_join_more() {
