@@ -62,7 +62,12 @@ impl Endpoint {
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             bail!("the server did not agree to HTTP/2");
         }
+        // The HTTP/2 settings of Go's client (kubectl, client-go): 1 MiB frames, a 4 MiB stream
+        // window and a 1 GiB connection window (hyper's defaults are 16 KiB / 2 MiB / 5 MiB).
         let (send, connection) = http2::Builder::new(TokioExecutor::new())
+            .max_frame_size(1 << 20)
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(1 << 30)
             .handshake(TokioIo::new(tls))
             .await
             .context("HTTP/2 handshake failed")?;
