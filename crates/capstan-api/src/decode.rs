@@ -107,7 +107,7 @@ pub fn decode_value(
             object.insert("kind".into(), Value::String(resource.kind.into()));
         }
     }
-    let typed = (resource.roundtrip)(value.clone()).map_err(|e| DecodeError::Type {
+    let typed = (resource.roundtrip)(&value).map_err(|e| DecodeError::Type {
         kind: resource.kind.into(),
         version: resource.version.into(),
         detail: e.to_string(),

@@ -43,7 +43,7 @@ pub struct ResourceInfo {
     /// False for request-only kinds that are never stored (`selfsubjectreviews`).
     pub stored: bool,
     /// Decodes a JSON object into the `k8s-openapi` type and encodes it again.
-    pub(crate) roundtrip: fn(Value) -> Result<Value, serde_json::Error>,
+    pub(crate) roundtrip: fn(&Value) -> Result<Value, serde_json::Error>,
     /// The JSON schema of the kind, from `k8s-openapi`'s `schemars` implementation.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
@@ -122,11 +122,12 @@ impl ResourceInfo {
 
 /// Decodes `value` as `T` and encodes it again: the typed shape of the object, with unknown fields
 /// dropped.
-fn roundtrip<T>(value: Value) -> Result<Value, serde_json::Error>
+fn roundtrip<T>(value: &Value) -> Result<Value, serde_json::Error>
 where
     T: serde::de::DeserializeOwned + serde::Serialize,
 {
-    let typed: T = serde_json::from_value(value)?;
+    // Deserialising from a borrowed value: no copy of the input tree.
+    let typed = T::deserialize(value)?;
     serde_json::to_value(typed)
 }
 
@@ -337,7 +338,7 @@ mod tests {
     #[test]
     fn roundtrip_keeps_known_fields_and_drops_unknown_ones() {
         let pods = find("", "v1", "pods").expect("pods");
-        let out = (pods.roundtrip)(serde_json::json!({
+        let out = (pods.roundtrip)(&serde_json::json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "a"},
             "spec": {"containers": [{"name": "c", "image": "busybox", "bogus": 1}]}
