@@ -10,8 +10,10 @@ use crate::types::{HostPort, NodeSpec, PodInfo, PodKey, Resources};
 /// One node and what is assigned to it.
 #[derive(Debug, Default)]
 pub struct NodeInfo {
-    /// `None` while the node object is gone but pods still point at it.
-    pub node: Option<Arc<NodeSpec>>,
+    /// `None` while the node object is gone but pods still point at it. Held inline, not behind a
+    /// pointer: filters read it for hundreds of nodes per pod, and the slots are one contiguous
+    /// vector (a pointer per node was a cache miss per node per pod).
+    pub node: Option<NodeSpec>,
     pub requested: Resources,
     pub non_zero_cpu: i64,
     pub non_zero_memory: i64,
@@ -26,7 +28,7 @@ impl NodeInfo {
     /// A node with no pods (for tests and for new nodes).
     pub fn new(node: NodeSpec) -> Self {
         NodeInfo {
-            node: Some(Arc::new(node)),
+            node: Some(node),
             ..Default::default()
         }
     }
@@ -139,12 +141,12 @@ impl Cache {
     pub fn upsert_node(&mut self, node: NodeSpec) -> bool {
         let slot = self.slot_for(&node.name);
         let info = &mut self.slots[slot];
-        let changed = info.node.as_deref() != Some(&node);
+        let changed = info.node.as_ref() != Some(&node);
         if info.node.is_none() {
             self.live.push(slot);
         }
         if changed {
-            info.node = Some(Arc::new(node));
+            info.node = Some(node);
         }
         changed
     }
