@@ -467,7 +467,10 @@ fn insert_log(
 /// STAT4) marks statements whose plan could depend on a bound key as "re-prepare on bind": every
 /// cached statement of ours was parsed and planned again on every execution (~5% of a create's CPU).
 fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(())
 }
 
