@@ -18,10 +18,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
-const WAIT: Duration = Duration::from_secs(15);
+mod support;
+use support::{Client, WAIT};
+
 const KUBECTL: &str = "/usr/bin/kubectl";
 
 /// A body fed from a channel, one chunk per message.
@@ -186,79 +188,18 @@ fn kubelet(
     text_response(StatusCode::NOT_FOUND, "404 page not found")
 }
 
-/// An HTTPS client of the test API server (admin certificate, HTTP/1.1).
-struct Client {
-    addr: SocketAddr,
-    connector: tokio_rustls::TlsConnector,
-}
-
-impl Client {
-    fn new(cluster: &TestCluster) -> Self {
-        let mut config = capstan_pki::client_config(&cluster.ca_pem, Some(&cluster.admin))
-            .expect("client config");
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let addr = cluster
-            .url
-            .trim_start_matches("https://")
-            .parse()
-            .expect("server address");
-        Self {
-            addr,
-            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
-        }
-    }
-
-    async fn send(&self, req: Request<Full<Bytes>>) -> Response<Incoming> {
-        let tcp = TcpStream::connect(self.addr).await.expect("connect");
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
-        let tls = self.connector.connect(name, tcp).await.expect("tls");
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .expect("handshake");
-        tokio::spawn(connection.with_upgrades());
-        tokio::time::timeout(WAIT, sender.send_request(req))
-            .await
-            .expect("response in time")
-            .expect("response")
-    }
-
-    async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Bytes) {
-        let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "127.0.0.1")
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .expect("request");
-        let response = self.send(req).await;
-        let status = response.status();
-        let body = tokio::time::timeout(WAIT, response.into_body().collect())
-            .await
-            .expect("body in time")
-            .expect("body")
-            .to_bytes();
-        (status, body)
-    }
-
-    async fn json(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let (status, body) = self.request(method, path, body).await;
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-    }
-
-    /// A request asking to upgrade to SPDY, as kubectl exec sends it.
-    fn spdy(path: &str) -> Request<Full<Bytes>> {
-        Request::builder()
-            .method("POST")
-            .uri(path)
-            .header("host", "127.0.0.1")
-            .header("authorization", "Basic bm90OmZvci10aGUta3ViZWxldA==")
-            .header("connection", "Upgrade")
-            .header("upgrade", "SPDY/3.1")
-            .header("x-stream-protocol-version", "v4.channel.k8s.io")
-            .body(Full::new(Bytes::new()))
-            .expect("request")
-    }
+/// A request asking to upgrade to SPDY, as kubectl exec sends it.
+fn spdy(path: &str) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "127.0.0.1")
+        .header("authorization", "Basic bm90OmZvci10aGUta3ViZWxldA==")
+        .header("connection", "Upgrade")
+        .header("upgrade", "SPDY/3.1")
+        .header("x-stream-protocol-version", "v4.channel.k8s.io")
+        .body(Full::new(Bytes::new()))
+        .expect("request")
 }
 
 /// A Node whose kubelet endpoint is `addr`.
@@ -410,7 +351,7 @@ async fn exec_upgrades_are_passed_through_to_the_kubelet() {
         kubelet,
     } = setup().await;
     let response = client
-        .send(Client::spdy(
+        .send(spdy(
             "/api/v1/namespaces/default/pods/web/exec?container=c2&command=sh&command=-c&command=echo%20hi&stdin=true&stdout=true&tty=true",
         ))
         .await;
@@ -442,7 +383,7 @@ async fn exec_upgrades_are_passed_through_to_the_kubelet() {
     assert!(!kubelet.seen.lock().expect("lock").saw_authorization);
 
     let response = client
-        .send(Client::spdy(
+        .send(spdy(
             "/api/v1/namespaces/default/pods/solo/attach?stdout=true&stderr=true",
         ))
         .await;
@@ -573,7 +514,7 @@ async fn an_unreachable_kubelet_is_a_server_error() {
     );
 
     let response = client
-        .send(Client::spdy(
+        .send(spdy(
             "/api/v1/namespaces/default/pods/lost/exec?command=ls&stdout=true",
         ))
         .await;
