@@ -220,18 +220,18 @@ pub(crate) async fn stored(
     }
 }
 
-/// The current object for a read-modify-write: from the watch cache unless `fresh` (no store round
-/// trip), else from the store. A cached copy may be behind the store; the compare-and-swap write then
-/// fails and the caller retries with `fresh`, as kube-apiserver's GuaranteedUpdate does with its
-/// cached original state.
+/// The current object for a read-modify-write: from the watch cache when `from_cache` and cached (no
+/// store round trip), else from the store. A cached copy may be behind the store; the
+/// compare-and-swap write then fails and the caller retries from the store, as kube-apiserver's
+/// GuaranteedUpdate does with its cached original state.
 async fn current(
     state: &ApiState,
     resource: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
-    fresh: bool,
+    from_cache: bool,
 ) -> ApiResult<(Value, Revision)> {
-    if !fresh
+    if from_cache
         && let Some(cached) = state.cache.get(resource, &resource.key(ns, name))
         && let Ok(value) = serde_json::from_slice::<Value>(&cached.json)
     {
@@ -949,15 +949,13 @@ async fn write(
     let key = resource.key(ns, name);
     // The first attempt reads the watch cache; any outcome but a successful compare-and-swap write
     // that came from the cached copy is checked again against the store (the copy may be behind).
-    let mut fresh = false;
-    for _ in 0..16 {
-        let current = match current(req.state, resource, ns, name, fresh).await {
+    for attempt in 0..16 {
+        let from_cache = attempt == 0;
+        let current = match current(req.state, resource, ns, name, from_cache).await {
             Ok(found) => Some(found),
             Err(e) if e.code == 404 => None,
             Err(e) => return Err(e),
         };
-        let from_cache = !fresh;
-        fresh = true;
         let Some((old, revision)) = current else {
             // Server-side apply creates; so does PUT of a Lease/Endpoints-like object? Kubernetes allows
             // create-on-update only for a few kinds; apply is the one that matters.
@@ -1597,11 +1595,9 @@ async fn binding(req: &Request<'_>, ns: Option<&str>, pod_name: Option<&str>) ->
     }
     let key = pods.key(ns, &name);
     // As for updates: the cached pod first, the store's after a conflict or a refusal.
-    let mut fresh = false;
-    for _ in 0..16 {
-        let (mut pod, revision) = current(req.state, pods, ns, &name, fresh).await?;
-        let from_cache = !fresh;
-        fresh = true;
+    for attempt in 0..16 {
+        let from_cache = attempt == 0;
+        let (mut pod, revision) = current(req.state, pods, ns, &name, from_cache).await?;
         let refusal = if pod["metadata"]
             .get("deletionTimestamp")
             .is_some_and(|t| !t.is_null())
@@ -1620,12 +1616,12 @@ async fn binding(req: &Request<'_>, ns: Option<&str>, pod_name: Option<&str>) ->
             return Err(ApiError::conflict(pods, &name, &refusal));
         }
         pod["spec"]["nodeName"] = json!(node);
-        if let Some(conditions) = pod["status"]["conditions"].as_array_mut() {
-            conditions.retain(|c| c["type"] != "PodScheduled");
-        }
         let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339()});
         match pod["status"]["conditions"].as_array_mut() {
-            Some(conditions) => conditions.push(scheduled),
+            Some(conditions) => {
+                conditions.retain(|c| c["type"] != "PodScheduled");
+                conditions.push(scheduled);
+            }
             None => pod["status"]["conditions"] = json!([scheduled]),
         }
         metadata_mut(&mut pod).remove("resourceVersion");

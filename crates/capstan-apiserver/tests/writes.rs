@@ -21,19 +21,24 @@ fn rv(object: &Value) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn updates_with_the_returned_resource_version_never_conflict() {
-    let cluster = TestCluster::start().await;
-    let client = Client::new(&cluster);
-    let (code, mut object) = client
+async fn create_configmap(client: &Client, name: &str, data: Value) -> Value {
+    let (code, created) = client
         .json(
             "POST",
             CONFIGMAPS,
             Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "counter"}, "data": {"n": "0"}})),
+                "metadata": {"name": name}, "data": data})),
         )
         .await;
-    assert_eq!(code, StatusCode::CREATED, "{object}");
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    created
+}
+
+#[tokio::test]
+async fn updates_with_the_returned_resource_version_never_conflict() {
+    let cluster = TestCluster::start().await;
+    let client = Client::new(&cluster);
+    let mut object = create_configmap(&client, "counter", json!({"n": "0"})).await;
     // Each PUT carries the resourceVersion the previous write returned, sent at once.
     for n in 1..=60 {
         object["data"]["n"] = json!(n.to_string());
@@ -69,15 +74,7 @@ async fn updates_with_the_returned_resource_version_never_conflict() {
 async fn a_no_op_update_keeps_the_resource_version() {
     let cluster = TestCluster::start().await;
     let client = Client::new(&cluster);
-    let (code, created) = client
-        .json(
-            "POST",
-            CONFIGMAPS,
-            Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "same"}, "data": {"a": "b"}})),
-        )
-        .await;
-    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let created = create_configmap(&client, "same", json!({"a": "b"})).await;
     for _ in 0..10 {
         let (code, again) = client
             .json("PUT", &format!("{CONFIGMAPS}/same"), Some(created.clone()))

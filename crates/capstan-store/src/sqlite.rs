@@ -466,12 +466,11 @@ fn insert_log(
 /// Turns on the query planner stability guarantee. Without it, the bundled SQLite (built with
 /// STAT4) marks statements whose plan could depend on a bound key as "re-prepare on bind": every
 /// cached statement of ours was parsed and planned again on every execution (~5% of a create's CPU).
-fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+fn stable_plans(conn: &Connection) -> rusqlite::Result<bool> {
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
-    )?;
-    Ok(())
+    )
 }
 
 /// The live state of `key`, if present.
