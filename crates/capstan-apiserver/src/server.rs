@@ -22,6 +22,9 @@ use crate::request::{Query, Target, parse_path};
 use crate::rest::{Output, Reply};
 use crate::{ApiState, User, discovery, rest};
 
+/// HTTP/2 streams one client connection may have open at once (kube-apiserver's default).
+const MAX_STREAMS_PER_CONNECTION: u32 = 1000;
+
 /// Largest request body accepted (kube-apiserver's limit).
 pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
 
@@ -75,7 +78,12 @@ pub(crate) async fn serve(
                 let cert_user = cert_user.clone();
                 async move { Ok::<_, Infallible>(handle(state, cert_user, req).await) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // Clients multiplex every watch over one connection (client-go, capstan's own
+            // components): allow as many streams as kube-apiserver does (hyper's default is 200).
+            builder
+                .http2()
+                .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
             let connection =
                 builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
             tokio::select! {

@@ -10,15 +10,26 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{CipherSuite, ClientConfig, RootCertStore, ServerConfig};
 
 use crate::{CertKeyPair, Pki, PkiError};
 
 /// ALPN protocols the API server offers, most preferred first.
 const SERVER_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
+/// ring's suites with AES-128-GCM first, as Go's crypto/tls orders them (and so kube-apiserver and
+/// kubectl pick them): ~30% less CPU per byte than AES-256-GCM, which matters on watch fan-out.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| {
+        !matches!(
+            suite.suite(),
+            CipherSuite::TLS13_AES_128_GCM_SHA256
+                | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    Arc::new(provider)
 }
 
 /// Every certificate of a PEM text; at least one.
@@ -77,6 +88,8 @@ pub fn server_tls_config(
             .with_client_cert_verifier(verifier)
             .with_single_cert(certs(&serving.cert_pem)?, private_key(&serving.key_pem)?)?;
         config.alpn_protocols = SERVER_ALPN.iter().map(|p| p.to_vec()).collect();
+        // The server's order decides, as in Go's servers: every client gets AES-128-GCM if it offers it.
+        config.ignore_client_order = true;
         Ok(Arc::new(config))
     }
 }
@@ -125,6 +138,69 @@ mod tests {
         assert_eq!(
             config.alpn_protocols,
             [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+
+    /// Runs a TLS handshake in memory and returns the suite the server chose.
+    fn negotiated(client: ClientConfig, server: Arc<ServerConfig>) -> CipherSuite {
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut client = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
+        let mut server = rustls::ServerConnection::new(server).expect("server");
+        for _ in 0..10 {
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).expect("client write");
+            }
+            let mut read = &wire[..];
+            while !read.is_empty() {
+                server.read_tls(&mut read).expect("server read");
+            }
+            server.process_new_packets().expect("server handshake");
+            let mut wire = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut wire).expect("server write");
+            }
+            let mut read = &wire[..];
+            while !read.is_empty() {
+                client.read_tls(&mut read).expect("client read");
+            }
+            client.process_new_packets().expect("client handshake");
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+        }
+        server
+            .negotiated_cipher_suite()
+            .expect("handshake finished")
+            .suite()
+    }
+
+    #[test]
+    fn aes_128_gcm_is_chosen_even_for_a_client_preferring_aes_256() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::load_or_create(dir.path()).expect("ca");
+        let server = pki
+            .server_tls_config(&pki.serving_cert(&[]).expect("serving"))
+            .expect("server config");
+        // ring's default order (kube-rs clients) offers AES-256-GCM first.
+        let default_order =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots(pki.ca_pem()).expect("roots"))
+                .with_no_client_auth();
+        assert_eq!(
+            default_order.crypto_provider().cipher_suites[0].suite(),
+            CipherSuite::TLS13_AES_256_GCM_SHA384
+        );
+        assert_eq!(
+            negotiated(default_order, server.clone()),
+            CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        let ours = client_config(pki.ca_pem(), None).expect("client config");
+        assert_eq!(
+            negotiated(ours, server),
+            CipherSuite::TLS13_AES_128_GCM_SHA256
         );
     }
 }

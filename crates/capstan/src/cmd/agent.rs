@@ -174,12 +174,9 @@ async fn fetch_ca(server: &str) -> Result<String> {
 }
 
 async fn client_from(kubeconfig_yaml: &str) -> Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::from_yaml(kubeconfig_yaml).context("bad kubeconfig")?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .context("bad kubeconfig")?;
-    kube::Client::try_from(config).context("cannot build an API client")
+    capstan_client::from_kubeconfig_yaml(kubeconfig_yaml)
+        .await
+        .context("cannot build an API client")
 }
 
 /// Creates a CertificateSigningRequest for `system:node:<node>` and waits until it is signed.

@@ -283,15 +283,9 @@ async fn component_client(
         .issue_client_cert(user, groups, Duration::from_secs(365 * 24 * 3600))
         .with_context(|| format!("cannot issue the certificate of {user}"))?;
     let yaml = capstan_pki::kubeconfig_yaml(url, pki.ca_pem(), &cert);
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(&yaml).context("bad component kubeconfig")?;
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .context("bad component kubeconfig")?;
-    kube::Client::try_from(config).context("cannot build an API client")
+    capstan_client::from_kubeconfig_yaml(&yaml)
+        .await
+        .with_context(|| format!("cannot build the API client of {user}"))
 }
 
 fn write_admin_kubeconfig(pki: &capstan_pki::Pki, path: &Path, port: u16) -> Result<()> {
