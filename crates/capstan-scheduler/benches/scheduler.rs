@@ -44,13 +44,11 @@ fn pod_json(i: usize) -> Value {
     })
 }
 
+/// The client `capstan server` gives its scheduler: everything over one HTTP/2 connection.
 async fn client_for(cluster: &TestCluster) -> Client {
-    let kubeconfig =
-        kube::config::Kubeconfig::from_yaml(&cluster.admin_kubeconfig()).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    capstan_client::from_kubeconfig_yaml(&cluster.admin_kubeconfig())
         .await
-        .expect("config");
-    Client::try_from(config).expect("client")
+        .expect("client")
 }
 
 struct Row {
