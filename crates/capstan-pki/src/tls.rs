@@ -141,30 +141,27 @@ mod tests {
         );
     }
 
+    /// Moves every TLS byte `from` has to send into `to`, and lets `to` process them.
+    fn pump<A, B>(from: &mut rustls::ConnectionCommon<A>, to: &mut rustls::ConnectionCommon<B>) {
+        let mut wire = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut wire).expect("write");
+        }
+        let mut read = &wire[..];
+        while !read.is_empty() {
+            to.read_tls(&mut read).expect("read");
+        }
+        to.process_new_packets().expect("handshake");
+    }
+
     /// Runs a TLS handshake in memory and returns the suite the server chose.
     fn negotiated(client: ClientConfig, server: Arc<ServerConfig>) -> CipherSuite {
         let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
         let mut client = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
         let mut server = rustls::ServerConnection::new(server).expect("server");
         for _ in 0..10 {
-            let mut wire = Vec::new();
-            while client.wants_write() {
-                client.write_tls(&mut wire).expect("client write");
-            }
-            let mut read = &wire[..];
-            while !read.is_empty() {
-                server.read_tls(&mut read).expect("server read");
-            }
-            server.process_new_packets().expect("server handshake");
-            let mut wire = Vec::new();
-            while server.wants_write() {
-                server.write_tls(&mut wire).expect("server write");
-            }
-            let mut read = &wire[..];
-            while !read.is_empty() {
-                client.read_tls(&mut read).expect("client read");
-            }
-            client.process_new_packets().expect("client handshake");
+            pump(&mut client, &mut server);
+            pump(&mut server, &mut client);
             if !client.is_handshaking() && !server.is_handshaking() {
                 break;
             }
