@@ -681,10 +681,7 @@ pub(crate) async fn run(args: ApiArgs) -> Result<()> {
         "no server binary at {} (build it with `cargo build --release -p capstan`)",
         args.server_bin.display()
     );
-    let dir = tempfile::Builder::new()
-        .prefix("capstan-bench-")
-        .tempdir()
-        .context("cannot create a temporary dir")?;
+    let dir = crate::tempdir::TempDir::new("capstan-bench-")?;
     // Other work on the machine shares its cores with the server; say how much there was.
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split_whitespace().next().unwrap_or("?").to_owned();

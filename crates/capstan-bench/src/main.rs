@@ -18,6 +18,7 @@ mod kubeconfig;
 mod pods;
 mod procfs;
 mod stats;
+mod tempdir;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -922,10 +922,7 @@ pub(crate) async fn run(args: PodsArgs) -> Result<()> {
     );
     let binary = std::fs::metadata(&args.server_bin)?.len();
     wait_for_other_agents(Duration::from_secs(args.wait_for_agents)).await?;
-    let dir = tempfile::Builder::new()
-        .prefix("capstan-bench-pods-")
-        .tempdir()
-        .context("cannot create a temporary dir")?;
+    let dir = crate::tempdir::TempDir::new("capstan-bench-pods-")?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split_whitespace().next().unwrap_or("?").to_owned();
     let data_dir = dir.path().join("server");
