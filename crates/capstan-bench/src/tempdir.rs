@@ -18,8 +18,7 @@ impl TempDir {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let path = std::env::temp_dir().join(format!("{prefix}{}-{nanos}", std::process::id()));
-        std::fs::create_dir(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
+        std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(TempDir(path))
     }
 
