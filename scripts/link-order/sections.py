@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Turns a page-fault trace of `capstan server` into crates/capstan/link-order.txt (see trace.sh).
 
-Reads the linker map (lld -Map) of the traced binary and `perf script` output of
-exceptions:page_fault_user events; every input section of .text that shares a 4 KiB page with an
-instruction fetch fault is listed, in order of first touch, by the first symbol it defines.
-Usage: sections.py <map> <perf-script-output> <out>
+Reads the linker map (lld -Map) of the traced binary and `perf script` outputs of
+exceptions:page_fault_user events, in the order given; every input section of .text that shares a
+4 KiB page with an instruction fetch fault is listed, in order of first touch, by the first symbol
+it defines. Faults outside the binary's .text (other programs in the trace) are ignored.
+Usage: sections.py <map> <out> <perf-script-output>...
 """
 import bisect
 import re
@@ -40,14 +41,19 @@ def read_map(path):
 
 
 def main():
-    map_path, trace_path, out_path = sys.argv[1], sys.argv[2], sys.argv[3]
+    map_path, out_path, trace_paths = sys.argv[1], sys.argv[2], sys.argv[3:]
     sections = read_map(map_path)
     starts = [s[0] for s in sections]
     lo, hi = sections[0][0], sections[-1][0] + sections[-1][1]
     pattern = re.compile(r"address=0x([0-9a-f]+) ip=0x[0-9a-f]+ error_code=0x([0-9a-f]+)")
     pages = []
     seen_pages = set()
-    for line in open(trace_path, encoding="utf-8", errors="replace"):
+    lines = (
+        line
+        for path in trace_paths
+        for line in open(path, encoding="utf-8", errors="replace")
+    )
+    for line in lines:
         m = pattern.search(line)
         if not m:
             continue
