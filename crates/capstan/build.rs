@@ -1,10 +1,10 @@
 //! Link settings for the `capstan` binary, both about its resident memory:
 //! - a position-dependent executable, as Go links k3s: a PIE carries ~2 MB of relocations that the
 //!   loader reads and applies at every start, and the pages they patch become private copies;
-//! - the functions a server runs at start-up and while idle placed first and together
-//!   (`link-order.txt`, made by `scripts/link-order/trace.sh`): the kernel maps code in 64 KiB
-//!   windows around each first touch, so scattered start-up code makes nearly all of `.text`
-//!   resident. A stale list costs nothing but memory: unknown names are skipped.
+//! - the functions a server runs at start-up and while idle placed first and together, then those
+//!   its request paths add (`link-order.txt`, made by `scripts/link-order/trace.sh`): the kernel
+//!   maps code in 64 KiB windows around each first touch, so scattered start-up code makes nearly
+//!   all of `.text` resident. A stale list costs nothing but memory: unknown names are skipped.
 //!
 //! `CAPSTAN_LINK_MAP=<path>` also writes the linker's map (the trace script reads it).
 use std::path::Path;

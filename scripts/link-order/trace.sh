@@ -21,6 +21,10 @@ gcc -O2 -shared -fPIC -o "$work/random-text.so" "$here/random-text.c"
 CARGO_TARGET_DIR=$target RUSTFLAGS="-C llvm-args=-align-all-functions=12" \
   CAPSTAN_LINK_MAP="$work/capstan.map" cargo build --release -p capstan
 bin=$target/release/capstan
+# Drops the binary from the page cache, so that its code is read (and faults) page by page.
+evict() {
+  python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)' "$bin"
+}
 
 dev=$(findmnt -no SOURCE --target "$bin")
 disk=$(lsblk -no PKNAME "$dev" 2>/dev/null | head -1)
@@ -29,7 +33,7 @@ old_ra=$(cat "$ra")
 trap 'echo "$old_ra" >"$ra"; [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
 echo 0 >"$ra"
 sync
-python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)' "$bin"
+evict
 mkdir -p "$work/data"
 timeout -s INT "$SECONDS_IDLE" perf record -q -e exceptions:page_fault_user -o "$work/perf.data" -- \
   env LD_PRELOAD="$work/random-text.so" "$bin" server --disable-agent --data-dir "$work/data" \
@@ -37,7 +41,7 @@ timeout -s INT "$SECONDS_IDLE" perf record -q -e exceptions:page_fault_user -o "
 perf script -i "$work/perf.data" >"$work/idle.txt" 2>/dev/null
 
 cargo build --release -p capstan-bench
-python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)' "$bin"
+evict
 perf record -q -e exceptions:page_fault_user -o "$work/perf-load.data" -- \
   env LD_PRELOAD="$work/random-text.so" target/release/capstan-bench api --server-bin "$bin" \
   --pods 3000 --clients 8 --watchers 10 >"$work/bench.log" 2>&1 || true
