@@ -21,6 +21,10 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, Wat
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+/// The allocator `capstan` runs with, so the in-process API server costs what it costs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PODS: usize = 10_000;
 
 fn node_json(name: &str) -> Value {
