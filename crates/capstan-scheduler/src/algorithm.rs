@@ -89,6 +89,9 @@ pub struct Algorithm {
     feasible: Vec<usize>,
     raw: Vec<i64>,
     totals: Vec<i64>,
+    /// This cycle's filters and scores (indices into the profile): those that skip are left out.
+    filters: Vec<usize>,
+    scores: Vec<usize>,
 }
 
 impl Algorithm {
@@ -101,6 +104,8 @@ impl Algorithm {
             feasible: Vec::new(),
             raw: Vec::new(),
             totals: Vec::new(),
+            filters: Vec::new(),
+            scores: Vec::new(),
         }
     }
 
@@ -127,6 +132,10 @@ impl Algorithm {
         for f in &self.profile.filters {
             f.pre_filter(pod, cache, &mut state);
         }
+        let filters = &self.profile.filters;
+        self.filters.clear();
+        self.filters
+            .extend((0..filters.len()).filter(|&i| !filters[i].skip(&state, pod)));
         let want = num_feasible_nodes_to_find(self.percentage, n);
         self.feasible.clear();
         let mut reasons: HashMap<Reason, usize> = HashMap::new();
@@ -137,10 +146,9 @@ impl Algorithm {
             let slot = cache.live_slot((start + i) % n);
             let node = cache.slot(slot);
             let failed = self
-                .profile
                 .filters
                 .iter()
-                .map(|f| f.filter(&state, pod, node))
+                .map(|&f| filters[f].filter(&state, pod, node))
                 .find(|s| !s.is_success());
             match failed {
                 None => {
@@ -170,7 +178,12 @@ impl Algorithm {
         let count = self.feasible.len();
         self.totals.clear();
         self.totals.resize(count, 0);
-        for (plugin, weight) in &self.profile.scores {
+        let scores = &self.profile.scores;
+        self.scores.clear();
+        self.scores
+            .extend((0..scores.len()).filter(|&i| !scores[i].0.skip(&state, pod)));
+        for &i in &self.scores {
+            let (plugin, weight) = &scores[i];
             self.raw.clear();
             self.raw.extend(
                 self.feasible
@@ -289,6 +302,165 @@ mod tests {
         assert_eq!(alg.next_start, 840);
         alg.schedule(&cache, &requesting("c", "1")).expect("fits");
         assert_eq!(alg.next_start, 260);
+    }
+
+    /// Runs a wrapped filter, counting per-node calls; `skips` false never skips.
+    #[derive(Debug)]
+    struct CountedFilter(Box<dyn Filter>, bool, Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Filter for CountedFilter {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+        fn pre_filter(&self, pod: &PodInfo, cache: &Cache, state: &mut CycleState) {
+            self.0.pre_filter(pod, cache, state);
+        }
+        fn skip(&self, state: &CycleState, pod: &PodInfo) -> bool {
+            self.1 && self.0.skip(state, pod)
+        }
+        fn filter(
+            &self,
+            state: &CycleState,
+            pod: &PodInfo,
+            node: &crate::cache::NodeInfo,
+        ) -> crate::framework::Status {
+            self.2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.filter(state, pod, node)
+        }
+    }
+
+    #[derive(Debug)]
+    struct CountedScore(Box<dyn Score>, bool, Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Score for CountedScore {
+        fn name(&self) -> &'static str {
+            self.0.name()
+        }
+        fn skip(&self, state: &CycleState, pod: &PodInfo) -> bool {
+            self.1 && self.0.skip(state, pod)
+        }
+        fn score(&self, state: &CycleState, pod: &PodInfo, node: &crate::cache::NodeInfo) -> i64 {
+            self.2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.score(state, pod, node)
+        }
+        fn normalize(&self, scores: &mut [i64]) {
+            self.0.normalize(scores);
+        }
+    }
+
+    /// The default profile with every plugin counted; `skips` false disables skipping.
+    fn counted_profile(
+        skips: bool,
+    ) -> (
+        Profile,
+        Vec<(&'static str, Arc<std::sync::atomic::AtomicUsize>)>,
+    ) {
+        let mut counters = Vec::new();
+        let mut counter = |name: &'static str| {
+            let c = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            counters.push((name, c.clone()));
+            c
+        };
+        let filters = plugins::DEFAULT_FILTERS
+            .iter()
+            .map(|n| {
+                let c = counter(n);
+                Box::new(CountedFilter(plugins::filter(n).expect("filter"), skips, c))
+                    as Box<dyn Filter>
+            })
+            .collect();
+        let scores = plugins::DEFAULT_SCORES
+            .iter()
+            .map(|(n, w)| {
+                let c = counter(n);
+                (
+                    Box::new(CountedScore(plugins::score(n).expect("score"), skips, c))
+                        as Box<dyn Score>,
+                    *w,
+                )
+            })
+            .collect();
+        (Profile { filters, scores }, counters)
+    }
+
+    #[test]
+    fn skipping_plugins_changes_no_decision_and_saves_their_calls() {
+        // Nodes of mixed sizes, zones and a PreferNoSchedule taint; pods with and without owners,
+        // node preferences, host ports and selectors.
+        let nodes: Vec<_> = (0..40)
+            .map(|i| {
+            let mut n = json!({"metadata": {"name": format!("n{i}"),
+                    "labels": {"zone": format!("z{}", i % 3), "kubernetes.io/hostname": format!("n{i}")}},
+                "status": {"allocatable": {"cpu": format!("{}", 4 + i % 5), "memory": "16Gi", "pods": "110"},
+                           "conditions": [{"type": "Ready", "status": "True"}]}});
+            if i % 7 == 0 {
+                n["spec"] = json!({"taints": [{"key": "k", "value": "v", "effect": "PreferNoSchedule"}]});
+            }
+            n
+        })
+        .collect();
+        let pods: Vec<Arc<PodInfo>> = (0..120)
+            .map(|i| {
+                let mut spec = json!({"containers": [{"name": "c", "image": "x",
+                    "resources": {"requests": {"cpu": format!("{}m", 100 + (i % 4) * 150)}}}]});
+                if i % 5 == 0 {
+                    spec["affinity"] = json!({"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution":
+                        [{"weight": 10, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]}]}}]}});
+                }
+                if i % 11 == 0 {
+                    spec["containers"][0]["ports"] = json!([{"containerPort": 80, "hostPort": 8080}]);
+                }
+                if i % 13 == 0 {
+                    spec["nodeSelector"] = json!({"zone": "z2"});
+                }
+                let mut meta = json!({"name": format!("p{i}"), "namespace": "ns", "uid": format!("u{i}")});
+                if i % 2 == 0 {
+                    meta["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                        "name": "rs", "uid": "rs-1", "controller": true}]);
+                }
+                Arc::new(pod(json!({"metadata": meta, "spec": spec})))
+            })
+            .collect();
+        let run = |skips: bool| {
+            let (profile, counters) = counted_profile(skips);
+            let mut cache = Cache::default();
+            for n in &nodes {
+                cache.upsert_node(node(n.clone()));
+            }
+            let mut alg = Algorithm::new(profile, 0, 99);
+            let decisions: Vec<String> = pods
+                .iter()
+                .map(|p| {
+                    let slot = alg.schedule(&cache, p).expect("fits");
+                    let name = cache.slot(slot).name().to_owned();
+                    cache.assume(p.clone(), &name);
+                    name
+                })
+                .collect();
+            let calls: HashMap<&str, usize> = counters
+                .iter()
+                .map(|(n, c)| (*n, c.load(std::sync::atomic::Ordering::Relaxed)))
+                .fold(HashMap::new(), |mut m, (n, c)| {
+                    *m.entry(n).or_default() += c;
+                    m
+                });
+            (decisions, calls)
+        };
+        let (with_skips, skipped_calls) = run(true);
+        let (without, all_calls) = run(false);
+        assert_eq!(with_skips, without);
+        // Only the pods with host ports reach NodePorts' per-node filter; nobody needs NodeName's
+        // or InterPodAffinity's; the other filters run as often as before.
+        assert!(skipped_calls["NodePorts"] > 0);
+        assert!(skipped_calls["NodePorts"] * 5 < all_calls["NodePorts"]);
+        assert_eq!(skipped_calls["NodeName"], 0);
+        assert_eq!(skipped_calls["InterPodAffinity"], 0);
+        assert_eq!(
+            skipped_calls["NodeResourcesFit"],
+            all_calls["NodeResourcesFit"]
+        );
+        assert!(skipped_calls["SelectorSpread"] < all_calls["SelectorSpread"]);
+        assert!(skipped_calls["SelectorSpread"] > 0);
     }
 
     #[test]

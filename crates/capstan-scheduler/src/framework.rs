@@ -61,6 +61,12 @@ pub trait Filter: Send + Sync + Debug {
     /// Computes per-cycle data once before the nodes are filtered.
     fn pre_filter(&self, _pod: &PodInfo, _cache: &Cache, _state: &mut CycleState) {}
 
+    /// True when this filter passes every node for `pod` (after `pre_filter`), so the cycle need
+    /// not call it per node (kube: a PreFilter returning `Skip`). Must not change any decision.
+    fn skip(&self, _state: &CycleState, _pod: &PodInfo) -> bool {
+        false
+    }
+
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status;
 }
 
@@ -70,6 +76,12 @@ pub trait Score: Send + Sync + Debug {
     fn name(&self) -> &'static str;
 
     /// Raw score of one node; [`Score::normalize`] brings the raw scores to 0..=MAX_NODE_SCORE.
+    /// True when this score would rank every node alike for `pod`, so the cycle need not compute
+    /// it (kube: a PreScore returning `Skip`). A constant added to all totals changes no decision.
+    fn skip(&self, _state: &CycleState, _pod: &PodInfo) -> bool {
+        false
+    }
+
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64;
 
     /// Adjusts the raw scores of all feasible nodes (default: already in range).

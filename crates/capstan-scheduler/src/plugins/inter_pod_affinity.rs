@@ -117,6 +117,10 @@ impl Filter for InterPodAffinity {
         }
     }
 
+    fn skip(&self, state: &CycleState, _: &PodInfo) -> bool {
+        state.inter_pod_affinity.is_none()
+    }
+
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let Some(st) = &state.inter_pod_affinity else {
             return Status::Success;
@@ -181,6 +185,10 @@ impl Score for InterPodAffinity {
     }
 
     /// Minus the weights of preferred anti-affinity terms matched in the node's topology domains.
+    fn skip(&self, state: &CycleState, _: &PodInfo) -> bool {
+        state.inter_pod_affinity.is_none()
+    }
+
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         let Some(st) = &state.inter_pod_affinity else {
             return 0;

@@ -17,6 +17,10 @@ impl Filter for NodeAffinity {
         NAME
     }
 
+    fn skip(&self, _: &CycleState, pod: &PodInfo) -> bool {
+        pod.node_selector.is_empty() && pod.required_node_affinity.is_none()
+    }
+
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let Some(n) = &node.node else {
             return Status::unresolvable("node not found");
@@ -40,6 +44,10 @@ impl Filter for NodeAffinity {
 impl Score for NodeAffinity {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn skip(&self, _: &CycleState, pod: &PodInfo) -> bool {
+        pod.preferred_node_affinity.iter().all(|t| t.weight == 0)
     }
 
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {

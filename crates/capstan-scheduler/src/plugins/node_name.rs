@@ -15,6 +15,10 @@ impl Filter for NodeName {
         NAME
     }
 
+    fn skip(&self, _: &CycleState, pod: &PodInfo) -> bool {
+        pod.node_name.is_none()
+    }
+
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         match &pod.node_name {
             Some(wanted) if wanted != node.name() => Status::unresolvable(REASON),

@@ -16,6 +16,10 @@ impl Filter for NodePorts {
         NAME
     }
 
+    fn skip(&self, _: &CycleState, pod: &PodInfo) -> bool {
+        pod.host_ports.is_empty()
+    }
+
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let conflict = pod
             .host_ports

@@ -15,6 +15,10 @@ impl Score for SelectorSpread {
         NAME
     }
 
+    fn skip(&self, _: &CycleState, pod: &PodInfo) -> bool {
+        pod.owner_uid.is_none()
+    }
+
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
         pod.owner_uid
             .as_ref()
