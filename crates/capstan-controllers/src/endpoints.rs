@@ -72,6 +72,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let pod_services = services.clone();
     let pod_stream = watcher(Api::<Pod>::all(client.clone()), cfg())
         .default_backoff()
+        .modify(crate::util::strip_managed_fields)
         .reflect(pods_w)
         .map(move |e| {
             trigger(1, e, |p: &Pod, _| {

@@ -48,7 +48,9 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+    let objects =
+        watcher(api, watcher::Config::default()).modify(crate::util::strip_managed_fields);
+    let stream = reflector::reflector(writer, objects)
         .default_backoff()
         .touched_objects();
     let shutdown = shutdown.clone();

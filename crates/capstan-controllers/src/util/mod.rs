@@ -14,6 +14,13 @@ pub(crate) mod selector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+/// Drops `metadata.managedFields` from an object before a controller caches it, as
+/// kube-controller-manager's informers do: no controller reads them, and their field trees are a
+/// large part of a cached pod's memory.
+pub(crate) fn strip_managed_fields<K: kube::Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
 /// Why a workload reconcile failed; the controller requeues the object with backoff.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
