@@ -4,7 +4,8 @@
 use k8s_openapi::api::{
     apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz, batch::v1 as batch,
     certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
-    discovery::v1 as discovery, policy::v1 as policy, rbac::v1 as rbac,
+    discovery::v1 as discovery, networking::v1 as networking, node::v1 as node,
+    policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use serde_json::Value;
@@ -221,6 +222,12 @@ static RESOURCES: &[ResourceInfo] = &[
         short: ["quota"], categories: &[], verbs: CRUD, subresources: [STATUS]),
     resource!(core::LimitRange, "", "v1", "LimitRange", "limitranges", "limitrange", Namespaced,
         short: ["limits"], categories: &[], verbs: CRUD, subresources: []),
+    resource!(core::PersistentVolume, "", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", Cluster,
+        short: ["pv"], categories: &[], verbs: CRUD, subresources: [STATUS]),
+    resource!(core::PersistentVolumeClaim, "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", Namespaced,
+        short: ["pvc"], categories: &[], verbs: CRUD, subresources: [STATUS]),
+    resource!(core::PodTemplate, "", "v1", "PodTemplate", "podtemplates", "podtemplate", Namespaced,
+        short: [], categories: &[], verbs: CRUD, subresources: []),
     // apps/v1
     resource!(apps::Deployment, "apps", "v1", "Deployment", "deployments", "deployment", Namespaced,
         short: ["deploy"], categories: ALL, verbs: CRUD, subresources: [STATUS, SCALE]),
@@ -246,6 +253,22 @@ static RESOURCES: &[ResourceInfo] = &[
     // policy/v1
     resource!(policy::PodDisruptionBudget, "policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", Namespaced,
         short: ["pdb"], categories: &[], verbs: CRUD, subresources: [STATUS]),
+    // networking.k8s.io/v1: stored and served; routing traffic by them is an ingress controller's
+    // or a network plugin's job, as in Kubernetes.
+    resource!(networking::Ingress, "networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", Namespaced,
+        short: ["ing"], categories: &[], verbs: CRUD, subresources: [STATUS]),
+    resource!(networking::IngressClass, "networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", Cluster,
+        short: [], categories: &[], verbs: CRUD, subresources: []),
+    resource!(networking::NetworkPolicy, "networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", Namespaced,
+        short: ["netpol"], categories: &[], verbs: CRUD, subresources: []),
+    // scheduling.k8s.io/v1: pods name a class; admission turns it into their priority.
+    resource!(scheduling::PriorityClass, "scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", Cluster,
+        short: ["pc"], categories: &[], verbs: CRUD, subresources: []),
+    // storage.k8s.io/v1 and node.k8s.io/v1: stored for manifests and provisioners that read them.
+    resource!(storage::StorageClass, "storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", Cluster,
+        short: ["sc"], categories: &[], verbs: CRUD, subresources: []),
+    resource!(node::RuntimeClass, "node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass", Cluster,
+        short: [], categories: &[], verbs: CRUD, subresources: []),
     // rbac.authorization.k8s.io/v1
     resource!(rbac::Role, "rbac.authorization.k8s.io", "v1", "Role", "roles", "role", Namespaced,
         short: [], categories: &[], verbs: CRUD, subresources: []),

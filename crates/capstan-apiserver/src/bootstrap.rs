@@ -1,6 +1,7 @@
 //! What every cluster has from its first second: the `default`, `kube-system`, `kube-public` and
-//! `kube-node-lease` namespaces, and the `kubernetes` Service (first service IP, port 443) with
-//! Endpoints and an EndpointSlice that point at this API server.
+//! `kube-node-lease` namespaces, the `system-node-critical` and `system-cluster-critical`
+//! PriorityClasses, and the `kubernetes` Service (first service IP, port 443) with Endpoints and an
+//! EndpointSlice that point at this API server.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -69,6 +70,30 @@ async fn ensure(state: &Arc<ApiState>) -> Result<(), String> {
             "namespaces",
             None,
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
+    }
+    for (name, value, description) in [
+        (
+            "system-node-critical",
+            2_000_001_000,
+            "Used for system critical pods that must not be moved from their current node.",
+        ),
+        (
+            "system-cluster-critical",
+            2_000_000_000,
+            "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+        ),
+    ] {
+        create_if_absent(
+            state,
+            "scheduling.k8s.io",
+            "priorityclasses",
+            None,
+            json!({
+                "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name}, "value": value, "description": description,
+            }),
         )
         .await?;
     }

@@ -2,6 +2,8 @@
 //! what an update may change (status vs main resource), generation, and admission defaults.
 
 use capstan_api::ResourceInfo;
+
+use crate::cache::WatchCache;
 use serde_json::{Map, Value, json};
 
 /// Settings that shape admission.
@@ -96,7 +98,10 @@ pub(crate) fn name_of(object: &Value) -> &str {
 
 /// Resources whose `metadata.generation` counts spec changes.
 fn tracks_generation(resource: &ResourceInfo) -> bool {
-    matches!(resource.group, "apps" | "batch" | "policy")
+    matches!(
+        resource.group,
+        "apps" | "batch" | "policy" | "networking.k8s.io"
+    )
 }
 
 /// Whether the main resource's writes leave `status` alone (it has a status subresource).
@@ -226,6 +231,84 @@ pub(crate) fn prepare_status_update(new: &Value, old: &Value) -> Value {
     }
     merged
 }
+
+/// The built-in classes, whose values defaulting already fills in.
+const SYSTEM_PRIORITY_CLASSES: &[&str] = &["system-node-critical", "system-cluster-critical"];
+
+/// Priority admission of a new pod: its class (named, or the one marked `globalDefault`) gives
+/// `priority` and `preemptionPolicy`; a pod may not name a missing class nor contradict its class.
+/// Classes come from the watch cache, as kube's plugin reads them from an informer.
+pub(crate) fn admit_pod_priority(pod: &mut Value, cache: &WatchCache) -> Result<(), String> {
+    let Some(classes) = capstan_api::find("scheduling.k8s.io", "v1", "priorityclasses") else {
+        return Ok(());
+    };
+    let spec = &mut pod["spec"];
+    if !spec.is_object() {
+        return Ok(());
+    }
+    let named = spec["priorityClassName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    if SYSTEM_PRIORITY_CLASSES.contains(&named.as_str()) {
+        return Ok(());
+    }
+    let class = if named.is_empty() {
+        // Only a class whose JSON says so can be the default: no parse of the others.
+        let (defaults, _, _) = cache.list(
+            classes,
+            None,
+            None,
+            |c| {
+                c.json
+                    .windows(GLOBAL_DEFAULT.len())
+                    .any(|w| w == GLOBAL_DEFAULT)
+            },
+            None,
+        );
+        let mut defaults: Vec<Value> = defaults
+            .iter()
+            .map(|c| c.value())
+            .filter(|c| c["globalDefault"] == true)
+            .collect();
+        // Several defaults can exist after a race; kube takes the lowest value.
+        defaults.sort_by_key(|c| c["value"].as_i64().unwrap_or_default());
+        match defaults.into_iter().next() {
+            Some(class) => class,
+            None => return Ok(()),
+        }
+    } else {
+        match cache.get(classes, &classes.key(None, &named)) {
+            Some(class) => class.value(),
+            None => return Err(format!("no PriorityClass with name {named} was found")),
+        }
+    };
+    let value = class["value"].as_i64().unwrap_or_default();
+    let policy = class["preemptionPolicy"]
+        .as_str()
+        .unwrap_or("PreemptLowerPriority")
+        .to_owned();
+    if let Some(given) = spec.get("priority").and_then(Value::as_i64)
+        && given != value
+    {
+        return Err(format!(
+            "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+        ));
+    }
+    if let Some(given) = spec.get("preemptionPolicy").and_then(Value::as_str)
+        && given != policy
+    {
+        return Err(format!(
+            "the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {policy} from the given PriorityClass name"
+        ));
+    }
+    spec["priorityClassName"] = class["metadata"]["name"].clone();
+    spec["priority"] = json!(value);
+    spec["preemptionPolicy"] = json!(policy);
+    Ok(())
+}
+
+const GLOBAL_DEFAULT: &[u8] = br#""globalDefault":true"#;
 
 /// Admission defaults for a new pod: the default service account, the node-problem tolerations
 /// (DefaultTolerationSeconds), priority, and the initial status.

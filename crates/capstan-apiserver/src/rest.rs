@@ -798,6 +798,12 @@ pub(crate) async fn create_object(
         }
         let name = name_of(&candidate).to_owned();
         objects::prepare_create(resource, &mut candidate);
+        if resource.plural == "pods" && resource.group.is_empty() {
+            // Before defaulting, which would give an unclassed pod priority 0.
+            objects::admit_pod_priority(&mut candidate, &req.state.cache).map_err(|message| {
+                ApiError::forbidden(format!("pods \"{name}\" is forbidden: {message}"))
+            })?;
+        }
         capstan_api::apply_defaults(resource, &mut candidate);
         if resource.plural == "pods" && resource.group.is_empty() {
             objects::admit_pod(&mut candidate, &req.state.admission);

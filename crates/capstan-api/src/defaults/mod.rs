@@ -6,6 +6,7 @@
 //! Defaulting never fails and never panics: a field of the wrong shape is left alone for
 //! validation to report.
 
+mod cluster;
 mod pod;
 mod workloads;
 
@@ -32,6 +33,12 @@ pub fn apply_defaults(resource: &ResourceInfo, object: &mut Value) {
         ("", "Endpoints") => default_endpoints(object),
         ("", "Node") => default_node(object),
         ("", "LimitRange") => default_limit_range(object),
+        ("", "PersistentVolume") => cluster::default_persistent_volume(object),
+        ("", "PersistentVolumeClaim") => cluster::default_persistent_volume_claim(object),
+        ("", "PodTemplate") => pod::default_template(object, "template"),
+        ("networking.k8s.io", "NetworkPolicy") => cluster::default_network_policy(object),
+        ("storage.k8s.io", "StorageClass") => cluster::default_storage_class(object),
+        ("scheduling.k8s.io", "PriorityClass") => cluster::default_priority_class(object),
         ("apps", "Deployment") => workloads::default_deployment(object),
         ("apps", "ReplicaSet") => workloads::default_replica_set(object),
         ("apps", "StatefulSet") => workloads::default_stateful_set(object),

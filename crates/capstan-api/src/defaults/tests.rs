@@ -245,3 +245,51 @@ fn other_kinds() {
         json!("rbac.authorization.k8s.io"),
     );
 }
+
+#[test]
+fn network_policy_types_follow_its_rules_and_ports_default_to_tcp() {
+    let ingress_only = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "a"}, "spec": {"podSelector": {}}});
+    check(
+        "NetworkPolicy",
+        ingress_only,
+        "/spec/policyTypes",
+        json!(["Ingress"]),
+    );
+    let with_egress = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "b"}, "spec": {"podSelector": {},
+            "egress": [{"ports": [{"port": 53}]}]}});
+    let got = defaulted("NetworkPolicy", with_egress);
+    assert_eq!(got["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(got["spec"]["egress"][0]["ports"][0]["protocol"], "TCP");
+    // Types the user gave stay as given.
+    let explicit = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "c"}, "spec": {"podSelector": {}, "policyTypes": ["Egress"]}});
+    check(
+        "NetworkPolicy",
+        explicit,
+        "/spec/policyTypes",
+        json!(["Egress"]),
+    );
+}
+
+#[test]
+fn volumes_claims_and_storage_classes_get_kubernetes_defaults() {
+    let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "v"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/x"}}});
+    let got = defaulted("PersistentVolume", pv);
+    assert_eq!(got["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    assert_eq!(got["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(got["status"]["phase"], "Pending");
+    let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+            "volumeMode": "Block"}, "status": {"phase": "Bound"}});
+    let got = defaulted("PersistentVolumeClaim", pvc);
+    assert_eq!(got["spec"]["volumeMode"], "Block");
+    assert_eq!(got["status"]["phase"], "Bound");
+    let sc = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "s"}, "provisioner": "example.com/p"});
+    let got = defaulted("StorageClass", sc);
+    assert_eq!(got["reclaimPolicy"], "Delete");
+    assert_eq!(got["volumeBindingMode"], "Immediate");
+}

@@ -14,6 +14,7 @@ pub(crate) mod json;
 pub(crate) mod names;
 pub(crate) mod quantity;
 
+mod cluster;
 mod core;
 mod meta;
 mod pod;
@@ -71,6 +72,20 @@ fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) -> Vec
         ("", "Event") => core::validate_event(&mut errs, object),
         ("", "ResourceQuota") => core::validate_resource_quota(&mut errs, object),
         ("", "LimitRange") => core::validate_limit_range(&mut errs, object),
+        ("", "PersistentVolume") => cluster::validate_persistent_volume(&mut errs, object),
+        ("", "PersistentVolumeClaim") => {
+            cluster::validate_persistent_volume_claim(&mut errs, object, old);
+        }
+        ("networking.k8s.io", "Ingress") => cluster::validate_ingress(&mut errs, object),
+        ("networking.k8s.io", "IngressClass") => {
+            cluster::validate_ingress_class(&mut errs, object, old);
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            cluster::validate_priority_class(&mut errs, object, old);
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            cluster::validate_storage_class(&mut errs, object, old);
+        }
         ("apps", "Deployment") => workloads::validate_deployment(&mut errs, object, old),
         ("apps", "ReplicaSet") => workloads::validate_replica_set(&mut errs, object, old),
         ("apps", "StatefulSet") => workloads::validate_stateful_set(&mut errs, object, old),
