@@ -1022,6 +1022,11 @@ async fn write(
             if from_cache {
                 continue;
             }
+            // Nothing was written: the object keeps the resourceVersion it was read at.
+            metadata_mut(&mut new).insert(
+                "resourceVersion".into(),
+                Value::String(revision.to_string()),
+            );
             return Ok(Reply::json(200, &new));
         }
         let (bytes, pending) = encode_for_store(req, resource, &key, &new)?;

@@ -472,6 +472,30 @@ fn create_from_file_dry_run_server_defaults_without_storing() {
 }
 
 #[test]
+fn dry_run_patch_answers_the_change_at_the_current_resource_version_without_storing() {
+    let k = Cluster::start();
+    k.ok(&["create", "configmap", "c", "--from-literal=a=1"]);
+    let rv = k.jsonpath(&["cm", "c"], "{.metadata.resourceVersion}");
+    let out = k.ok(&[
+        "patch",
+        "cm",
+        "c",
+        "--dry-run=server",
+        "-p",
+        r#"{"data":{"a":"2"}}"#,
+        "-o",
+        "jsonpath={.data.a} {.metadata.resourceVersion}",
+    ]);
+    // kube-apiserver answers a dry-run update with the version it read (kubectl diff shows no
+    // resourceVersion change because of it).
+    assert_eq!(out, format!("2 {rv}"));
+    assert_eq!(
+        k.jsonpath(&["cm", "c"], "{.data.a} {.metadata.resourceVersion}"),
+        format!("1 {rv}")
+    );
+}
+
+#[test]
 fn pods_filter_by_label_and_field_selectors() {
     let k = Cluster::start();
     let out = k.ok(&[
