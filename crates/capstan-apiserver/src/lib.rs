@@ -24,6 +24,7 @@ mod proxy;
 mod render;
 pub mod request;
 mod rest;
+mod sa_tokens;
 pub mod selectors;
 mod server;
 #[cfg(feature = "testing")]
@@ -160,6 +161,8 @@ pub struct ApiState {
     kubelet_client_tls: Option<Arc<rustls::ClientConfig>>,
     /// The cluster CA certificate served at `/cacerts` for joining agents.
     cluster_ca_pem: std::sync::OnceLock<String>,
+    /// Signs and checks service account tokens; a key of the process's own unless one is given.
+    sa_signer: std::sync::OnceLock<Option<Arc<capstan_pki::TokenSigner>>>,
 }
 
 impl ApiState {
@@ -179,6 +182,20 @@ impl ApiState {
 }
 
 impl ApiState {
+    /// The service account token key; without a configured one, a key that lives as long as the
+    /// process (tests).
+    pub(crate) fn sa_signer(&self) -> Option<&capstan_pki::TokenSigner> {
+        self.sa_signer
+            .get_or_init(|| match capstan_pki::TokenSigner::ephemeral() {
+                Ok(signer) => Some(Arc::new(signer)),
+                Err(e) => {
+                    tracing::error!(error = %e, "no service account token key");
+                    None
+                }
+            })
+            .as_deref()
+    }
+
     fn openapi_v2_protobuf(&self) -> Result<&bytes::Bytes, ApiError> {
         let docs = self.openapi()?;
         self.openapi_v2_protobuf
@@ -244,6 +261,7 @@ impl ApiServer {
             booted: std::sync::atomic::AtomicBool::new(false),
             kubelet_client_tls: config.kubelet_client_tls,
             cluster_ca_pem: std::sync::OnceLock::new(),
+            sa_signer: std::sync::OnceLock::new(),
         });
         Ok(Self {
             state,
@@ -256,6 +274,12 @@ impl ApiServer {
     /// Serves the cluster CA at `/cacerts` (unauthenticated, like k3s) so agents can join.
     pub fn with_cluster_ca(self, ca_pem: &str) -> Self {
         let _ = self.state.cluster_ca_pem.set(ca_pem.to_owned());
+        self
+    }
+
+    /// Signs service account tokens with this key (kept in the data dir, so tokens outlive restarts).
+    pub fn with_service_account_signer(self, signer: Arc<capstan_pki::TokenSigner>) -> Self {
+        let _ = self.state.sa_signer.set(Some(signer));
         self
     }
 

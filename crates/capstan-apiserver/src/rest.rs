@@ -184,6 +184,9 @@ async fn dispatch(req: &Request<'_>) -> ApiResult<Output> {
         },
         (&Method::POST, Some(name), Some("binding")) => binding(req, ns, Some(name)).await?,
         (&Method::POST, Some(name), Some("eviction")) => eviction(req, resource, ns, name).await?,
+        (&Method::POST, Some(name), Some("token")) if resource.plural == "serviceaccounts" => {
+            crate::sa_tokens::token_request(req.state, &req.body, ns.unwrap_or_default(), name)?
+        }
         (&Method::PUT, Some(name), sub) if resource.stored => {
             update(req, resource, ns, name, sub).await?
         }
@@ -1571,7 +1574,12 @@ fn review(req: &Request<'_>, resource: &ResourceInfo) -> ApiResult<Reply> {
         }
         "tokenreviews" => {
             let token = body["spec"]["token"].as_str().unwrap_or_default();
-            body["status"] = match req.state.tokens.authenticate(token) {
+            let user = req
+                .state
+                .tokens
+                .authenticate(token)
+                .or_else(|| crate::sa_tokens::authenticate(req.state, token));
+            body["status"] = match user {
                 Some(user) => {
                     json!({"authenticated": true, "user": {"username": user.name, "groups": user.groups}})
                 }

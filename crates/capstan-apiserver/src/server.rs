@@ -193,10 +193,16 @@ async fn handle(
     ) || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/");
-    let user = match bearer(&req) {
-        Some(token) => state.tokens.authenticate(token),
-        None => cert_user,
-    };
+    // As kube-apiserver's authenticator chain: a valid client certificate wins, then tokens
+    // (static, then service account); a bad token with no certificate is unauthenticated.
+    let user = cert_user.or_else(|| {
+        bearer(&req).and_then(|token| {
+            state
+                .tokens
+                .authenticate(token)
+                .or_else(|| crate::sa_tokens::authenticate(&state, token))
+        })
+    });
     let response = match (user, public) {
         (None, false) => respond(Reply::error(&ApiError::unauthorized())),
         (user, _) => {

@@ -143,8 +143,19 @@ impl Definitions {
     }
 
     /// Records that the definition `name` is the schema of `gvk`.
+    /// A kind's `metadata` is optional, as in kube-apiserver's documents (k8s-openapi's types hold
+    /// it as a plain field, so the generated schema lists it as required and kubectl's client-side
+    /// validation would refuse e.g. a TokenReview without metadata).
     pub(crate) fn add_gvk(&mut self, name: &str, gvk: Gvk) {
         self.gvks.entry(name.to_owned()).or_default().insert(gvk);
+        if let Some(Value::Object(schema)) = self.schemas.get_mut(name)
+            && let Some(Value::Array(required)) = schema.get_mut("required")
+        {
+            required.retain(|field| field != "metadata");
+            if required.is_empty() {
+                schema.remove("required");
+            }
+        }
     }
 
     /// Adds the extensions `extensions(definition, field)` yields to each field's schema.

@@ -483,3 +483,29 @@ fn field_extensions_reach_both_documents() {
     );
     assert!(self::docs().v2() != docs.v2());
 }
+
+#[test]
+fn kinds_do_not_require_metadata() {
+    let v2: serde_json::Value = serde_json::from_slice(docs().v2()).expect("v2 json");
+    for name in [
+        "io.k8s.api.authentication.v1.TokenReview",
+        "io.k8s.api.core.v1.Pod",
+        "io.k8s.api.core.v1.ConfigMap",
+    ] {
+        let definition = &v2["definitions"][name];
+        assert!(definition.is_object(), "{name} missing");
+        let required = definition["required"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            !required.iter().any(|f| f == "metadata"),
+            "{name} requires metadata: {required:?}"
+        );
+    }
+    // Other required fields stay (TokenReview needs its spec, as in kube-apiserver's document).
+    assert_eq!(
+        v2["definitions"]["io.k8s.api.authentication.v1.TokenReview"]["required"],
+        serde_json::json!(["spec"])
+    );
+}

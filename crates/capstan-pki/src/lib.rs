@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | `ca.crt` / `ca.key` | self-signed cluster CA, 10 years | 0644 / 0600 |
 //! | `serving.crt` / `serving.key` | API server serving certificate, 1 year, reused while valid | 0644 / 0600 |
+//! | `service-account.key` | ES256 key signing service account tokens ([`TokenSigner`]) | 0600 |
 //!
 //! Invariants: this crate depends on no other Capstan crate and knows nothing of HTTP or Kubernetes
 //! objects beyond the conventions it encodes (CN = user, O = groups, the kubeconfig shape). Input read
@@ -21,6 +22,7 @@ mod ca;
 mod der;
 mod fsutil;
 mod identity;
+mod jws;
 mod kubeconfig;
 mod tls;
 mod token;
@@ -29,6 +31,7 @@ use std::path::PathBuf;
 
 pub use ca::{DEFAULT_SERVING_SANS, Pki, new_csr};
 pub use identity::{CertIdentity, identity_from_cert, identity_from_pem};
+pub use jws::{TokenError, TokenSigner};
 pub use kubeconfig::{
     kubeconfig_yaml, token_kubeconfig_yaml, write_kubeconfig, write_token_kubeconfig,
 };

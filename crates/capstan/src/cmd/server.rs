@@ -146,7 +146,11 @@ async fn serve(args: ServerArgs) -> Result<()> {
         kubelet_client_tls: Some(kubelet_client_tls(&pki)?),
     })
     .map_err(|e| anyhow::anyhow!("cannot start the API server: {e}"))?
-    .with_cluster_ca(pki.ca_pem());
+    .with_cluster_ca(pki.ca_pem())
+    .with_service_account_signer(Arc::new(
+        capstan_pki::TokenSigner::load_or_create(&pki.dir().join("service-account.key"))
+            .context("cannot load the service account token key")?,
+    ));
     tracing::info!(%address, kubeconfig = %kubeconfig.display(), "capstan server listening");
 
     let shutdown = CancellationToken::new();

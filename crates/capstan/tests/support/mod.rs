@@ -34,6 +34,36 @@ pub(crate) struct Cluster {
     kubeconfig: PathBuf,
     /// A local agent runs: its pods must be stopped before the server goes.
     agent: bool,
+    /// Extra `capstan server` flags, kept for a restart.
+    flags: Vec<String>,
+}
+
+/// Starts `capstan server` with its data dir and log under `dir`.
+fn spawn_server(dir: &Path, port: u16, agent: bool, flags: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .expect("server log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_capstan"));
+    command.arg("server");
+    if !agent {
+        command.arg("--disable-agent");
+    }
+    command
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--https-port")
+        .arg(port.to_string())
+        .arg("--bind-address")
+        .arg("127.0.0.1")
+        .args(flags)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start capstan server")
 }
 
 impl Cluster {
@@ -81,35 +111,30 @@ impl Cluster {
         let dir = capstan_testkit::temp_dir().expect("temp dir");
         let port = capstan_testkit::free_port().expect("free port");
         let data_dir = dir.path().join("data");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_capstan"));
-        command.arg("server");
-        if !agent {
-            command.arg("--disable-agent");
-        }
-        let child = command
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--https-port")
-            .arg(port.to_string())
-            .arg("--bind-address")
-            .arg("127.0.0.1")
-            .args(flags)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start capstan server");
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let child = spawn_server(dir.path(), port, agent, &flags);
         let mut cluster = Cluster {
             child: Some(child),
             kubeconfig: data_dir.join("admin.kubeconfig"),
             dir,
             port,
             agent: false,
+            flags,
         };
         cluster.wait_ready();
         cluster
+    }
+
+    /// Kills the server (as a crash would) and starts it again on the same data dir and port.
+    /// Only for clusters without an agent.
+    pub(crate) fn restart(&mut self) {
+        assert!(!self.agent, "restart is for clusters without an agent");
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.child = Some(spawn_server(self.dir.path(), self.port, false, &self.flags));
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {

@@ -1,0 +1,144 @@
+//! End-to-end: service account tokens. `kubectl create token` (TokenRequest, sent as protobuf)
+//! issues a signed token; kubectl with only that token is the service account; the token stops
+//! working when the account, or the pod it is bound to, is deleted; it survives a server restart
+//! (the key is in the data dir); bad requests get kube's errors.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::{Cluster, assert_contains};
+
+/// A kubeconfig with the cluster's CA and `token` as the only credential.
+fn token_kubeconfig(k: &Cluster, name: &str, token: &str) -> PathBuf {
+    let admin = std::fs::read_to_string(k.kubeconfig()).expect("admin kubeconfig");
+    let ca = admin
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("certificate-authority-data:"))
+        .expect("CA data in the admin kubeconfig")
+        .trim()
+        .trim_matches('"')
+        .to_owned();
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {ca}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: sa\ncurrent-context: c\n",
+        k.port()
+    );
+    k.write_file(name, &config)
+}
+
+/// `kubectl auth whoami` with `kubeconfig`: the user name, or the error kubectl printed.
+fn whoami(k: &Cluster, kubeconfig: &Path) -> Result<String, String> {
+    let out = k
+        .command_with(kubeconfig)
+        .args([
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .output()
+        .expect("run kubectl");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn created_tokens_authenticate_as_their_service_account_until_it_is_deleted() {
+    let k = Cluster::start();
+    k.create_namespace("team");
+    k.ok(&["create", "serviceaccount", "robot", "-n", "team"]);
+    let token = k.ok(&["create", "token", "robot", "-n", "team"]);
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let config = token_kubeconfig(&k, "robot.kubeconfig", token);
+    assert_eq!(
+        whoami(&k, &config).as_deref(),
+        Ok("system:serviceaccount:team:robot")
+    );
+    let groups = k
+        .command_with(&config)
+        .args(["auth", "whoami", "-o", "jsonpath={.status.userInfo.groups}"])
+        .output()
+        .expect("run kubectl");
+    assert_eq!(
+        String::from_utf8_lossy(&groups.stdout),
+        r#"["system:serviceaccounts","system:serviceaccounts:team","system:authenticated"]"#
+    );
+    // The admin's TokenReview agrees.
+    let review = k.ok_stdin(
+        &["create", "-f", "-", "-o", "jsonpath={.status.authenticated} {.status.user.username}"],
+        &format!(r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{token}"}}}}"#),
+    );
+    assert_eq!(review, "true system:serviceaccount:team:robot");
+
+    // A changed token is refused.
+    let mut forged = token.to_owned();
+    forged.pop();
+    forged.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let err = whoami(&k, &token_kubeconfig(&k, "forged.kubeconfig", &forged))
+        .expect_err("the token is refused");
+    assert_contains(&err, "You must be logged in to the server");
+
+    // Deleting the account (even recreating one of the same name) ends the token.
+    k.ok(&["delete", "serviceaccount", "robot", "-n", "team"]);
+    k.ok(&["create", "serviceaccount", "robot", "-n", "team"]);
+    let err = whoami(&k, &config).expect_err("the token is refused");
+    assert_contains(&err, "You must be logged in to the server");
+}
+
+#[test]
+fn bound_tokens_end_with_their_pod_and_requests_are_validated() {
+    let k = Cluster::start();
+    k.ok(&["run", "web", "--image=busybox"]);
+    let token = k.ok(&[
+        "create",
+        "token",
+        "default",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=web",
+    ]);
+    let config = token_kubeconfig(&k, "bound.kubeconfig", token.trim());
+    assert_eq!(
+        whoami(&k, &config).as_deref(),
+        Ok("system:serviceaccount:default:default")
+    );
+    k.ok(&["delete", "pod", "web", "--grace-period=0", "--force"]);
+    let err = whoami(&k, &config).expect_err("the token is refused");
+    assert_contains(&err, "You must be logged in to the server");
+
+    let err = k.fails(&["create", "token", "nobody"]);
+    assert_contains(&err, r#"serviceaccounts "nobody" not found"#);
+    let err = k.fails(&["create", "token", "default", "--duration=1m"]);
+    assert_contains(
+        &err,
+        "spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes",
+    );
+    let err = k.fails(&[
+        "create",
+        "token",
+        "default",
+        "--bound-object-kind=Pod",
+        "--bound-object-name=gone",
+    ]);
+    assert_contains(&err, r#"pods "gone" not found"#);
+    // A token for another audience is not for this API server.
+    let other = k.ok(&["create", "token", "default", "--audience=vault"]);
+    let err = whoami(&k, &token_kubeconfig(&k, "vault.kubeconfig", other.trim()))
+        .expect_err("the token is refused");
+    assert_contains(&err, "You must be logged in to the server");
+}
+
+#[test]
+fn tokens_survive_a_server_restart() {
+    let mut k = Cluster::start();
+    let token = k.ok(&["create", "token", "default", "--duration=1h"]);
+    k.restart();
+    let config = token_kubeconfig(&k, "after-restart.kubeconfig", token.trim());
+    assert_eq!(
+        whoami(&k, &config).as_deref(),
+        Ok("system:serviceaccount:default:default")
+    );
+}
