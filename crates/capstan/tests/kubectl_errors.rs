@@ -261,19 +261,7 @@ fn request_without_credentials_is_unauthorized() {
     assert_eq!(status["code"], 401, "{status}");
 
     // kubectl with the CA but a token the server does not know.
-    let admin = std::fs::read_to_string(k.kubeconfig()).expect("admin kubeconfig");
-    let ca = admin
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("certificate-authority-data:"))
-        .expect("CA data in the admin kubeconfig")
-        .trim()
-        .trim_matches('"')
-        .to_owned();
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {ca}\nusers:\n- name: nobody\n  user:\n    token: not-a-real-token\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: nobody\ncurrent-context: c\n",
-        k.port()
-    );
-    let path = k.write_file("stranger.kubeconfig", &config);
+    let path = k.token_kubeconfig("stranger.kubeconfig", "not-a-real-token");
     // Cold discovery cache: discovery itself is refused.
     let out = k
         .command_with(&path)

@@ -5,26 +5,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use support::{Cluster, assert_contains};
-
-/// A kubeconfig with the cluster's CA and `token` as the only credential.
-fn token_kubeconfig(k: &Cluster, name: &str, token: &str) -> PathBuf {
-    let admin = std::fs::read_to_string(k.kubeconfig()).expect("admin kubeconfig");
-    let ca = admin
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("certificate-authority-data:"))
-        .expect("CA data in the admin kubeconfig")
-        .trim()
-        .trim_matches('"')
-        .to_owned();
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {ca}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: sa\ncurrent-context: c\n",
-        k.port()
-    );
-    k.write_file(name, &config)
-}
 
 /// `kubectl auth whoami` with `kubeconfig`: the user name, or the error kubectl printed.
 fn whoami(k: &Cluster, kubeconfig: &Path) -> Result<String, String> {
@@ -53,7 +36,7 @@ fn created_tokens_authenticate_as_their_service_account_until_it_is_deleted() {
     let token = k.ok(&["create", "token", "robot", "-n", "team"]);
     let token = token.trim();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
-    let config = token_kubeconfig(&k, "robot.kubeconfig", token);
+    let config = k.token_kubeconfig("robot.kubeconfig", token);
     assert_eq!(
         whoami(&k, &config).as_deref(),
         Ok("system:serviceaccount:team:robot")
@@ -78,7 +61,7 @@ fn created_tokens_authenticate_as_their_service_account_until_it_is_deleted() {
     let mut forged = token.to_owned();
     forged.pop();
     forged.push(if token.ends_with('A') { 'B' } else { 'A' });
-    let err = whoami(&k, &token_kubeconfig(&k, "forged.kubeconfig", &forged))
+    let err = whoami(&k, &k.token_kubeconfig("forged.kubeconfig", &forged))
         .expect_err("the token is refused");
     assert_contains(&err, "You must be logged in to the server");
 
@@ -100,7 +83,7 @@ fn bound_tokens_end_with_their_pod_and_requests_are_validated() {
         "--bound-object-kind=Pod",
         "--bound-object-name=web",
     ]);
-    let config = token_kubeconfig(&k, "bound.kubeconfig", token.trim());
+    let config = k.token_kubeconfig("bound.kubeconfig", token.trim());
     assert_eq!(
         whoami(&k, &config).as_deref(),
         Ok("system:serviceaccount:default:default")
@@ -126,7 +109,7 @@ fn bound_tokens_end_with_their_pod_and_requests_are_validated() {
     assert_contains(&err, r#"pods "gone" not found"#);
     // A token for another audience is not for this API server.
     let other = k.ok(&["create", "token", "default", "--audience=vault"]);
-    let err = whoami(&k, &token_kubeconfig(&k, "vault.kubeconfig", other.trim()))
+    let err = whoami(&k, &k.token_kubeconfig("vault.kubeconfig", other.trim()))
         .expect_err("the token is refused");
     assert_contains(&err, "You must be logged in to the server");
 }
@@ -136,7 +119,7 @@ fn tokens_survive_a_server_restart() {
     let mut k = Cluster::start();
     let token = k.ok(&["create", "token", "default", "--duration=1h"]);
     k.restart();
-    let config = token_kubeconfig(&k, "after-restart.kubeconfig", token.trim());
+    let config = k.token_kubeconfig("after-restart.kubeconfig", token.trim());
     assert_eq!(
         whoami(&k, &config).as_deref(),
         Ok("system:serviceaccount:default:default")

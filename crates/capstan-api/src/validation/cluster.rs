@@ -44,6 +44,13 @@ const PV_SOURCES: &[&str] = &[
 const MAX_USER_PRIORITY: i64 = 1_000_000_000;
 const SYSTEM_CLASSES: &[&str] = &["system-node-critical", "system-cluster-critical"];
 
+/// An optional enum field: empty, or one of `supported`.
+fn one_of(errs: &mut Vec<FieldError>, path: &str, value: &str, supported: &[&str]) {
+    if !value.is_empty() && !supported.contains(&value) {
+        errs.push(not_supported(path, value, supported));
+    }
+}
+
 fn access_modes(errs: &mut Vec<FieldError>, spec: &Value, detail: &str) {
     let modes = arr(spec, "accessModes");
     if modes.is_empty() {
@@ -56,9 +63,7 @@ fn access_modes(errs: &mut Vec<FieldError>, spec: &Value, detail: &str) {
         }
     }
     let mode = str_of(spec, "volumeMode");
-    if !mode.is_empty() && !VOLUME_MODES.contains(&mode) {
-        errs.push(not_supported("spec.volumeMode", mode, VOLUME_MODES));
-    }
+    one_of(errs, "spec.volumeMode", mode, VOLUME_MODES);
 }
 
 pub(crate) fn validate_persistent_volume_claim(
@@ -138,13 +143,12 @@ pub(crate) fn validate_persistent_volume(errs: &mut Vec<FieldError>, pv: &Value)
         }
     }
     let policy = str_of(spec, "persistentVolumeReclaimPolicy");
-    if !policy.is_empty() && !["Delete", "Recycle", "Retain"].contains(&policy) {
-        errs.push(not_supported(
-            "spec.persistentVolumeReclaimPolicy",
-            policy,
-            &["Delete", "Recycle", "Retain"],
-        ));
-    }
+    one_of(
+        errs,
+        "spec.persistentVolumeReclaimPolicy",
+        policy,
+        &["Delete", "Recycle", "Retain"],
+    );
 }
 
 fn ingress_backend(errs: &mut Vec<FieldError>, backend: &Value, path: &str) {
@@ -287,13 +291,12 @@ pub(crate) fn validate_priority_class(errs: &mut Vec<FieldError>, pc: &Value, ol
         ));
     }
     let policy = str_of(pc, "preemptionPolicy");
-    if !policy.is_empty() && !["Never", "PreemptLowerPriority"].contains(&policy) {
-        errs.push(not_supported(
-            "preemptionPolicy",
-            policy,
-            &["Never", "PreemptLowerPriority"],
-        ));
-    }
+    one_of(
+        errs,
+        "preemptionPolicy",
+        policy,
+        &["Never", "PreemptLowerPriority"],
+    );
     if let Some(old) = old {
         if int(old, "value").unwrap_or(0) != value {
             errs.push(forbidden("value", "may not be changed in an update."));
@@ -317,21 +320,14 @@ pub(crate) fn validate_storage_class(errs: &mut Vec<FieldError>, sc: &Value, old
         }
     }
     let reclaim = str_of(sc, "reclaimPolicy");
-    if !reclaim.is_empty() && !["Delete", "Retain"].contains(&reclaim) {
-        errs.push(not_supported(
-            "reclaimPolicy",
-            reclaim,
-            &["Delete", "Retain"],
-        ));
-    }
+    one_of(errs, "reclaimPolicy", reclaim, &["Delete", "Retain"]);
     let binding = str_of(sc, "volumeBindingMode");
-    if !binding.is_empty() && !["Immediate", "WaitForFirstConsumer"].contains(&binding) {
-        errs.push(not_supported(
-            "volumeBindingMode",
-            binding,
-            &["Immediate", "WaitForFirstConsumer"],
-        ));
-    }
+    one_of(
+        errs,
+        "volumeBindingMode",
+        binding,
+        &["Immediate", "WaitForFirstConsumer"],
+    );
     if let Some(old) = old {
         if sc.get("parameters") != old.get("parameters") {
             errs.push(forbidden(

@@ -189,6 +189,24 @@ impl Cluster {
         path
     }
 
+    /// A kubeconfig (written as `name` in the test dir) with the cluster's CA and `token` as the
+    /// only credential.
+    pub(crate) fn token_kubeconfig(&self, name: &str, token: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(self.kubeconfig()).expect("admin kubeconfig");
+        let ca = admin
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("certificate-authority-data:"))
+            .expect("CA data in the admin kubeconfig")
+            .trim()
+            .trim_matches('"')
+            .to_owned();
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n",
+            self.port
+        );
+        self.write_file(name, &config)
+    }
+
     /// A kubectl command with the admin kubeconfig and an isolated environment.
     pub(crate) fn command(&self) -> Command {
         self.command_with(&self.kubeconfig)
