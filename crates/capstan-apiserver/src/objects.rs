@@ -310,6 +310,42 @@ pub(crate) fn admit_pod_priority(pod: &mut Value, cache: &WatchCache) -> Result<
 
 const GLOBAL_DEFAULT: &[u8] = br#""globalDefault":true"#;
 
+/// Priority admission of PriorityClasses: at most one may be the `globalDefault`.
+pub(crate) fn admit_priority_class(
+    class: &Value,
+    old: Option<&Value>,
+    cache: &WatchCache,
+) -> Result<(), String> {
+    let marks_default = class["globalDefault"] == true;
+    let was_default = old.is_some_and(|o| o["globalDefault"] == true);
+    let Some(classes) = capstan_api::find("scheduling.k8s.io", "v1", "priorityclasses") else {
+        return Ok(());
+    };
+    if !marks_default || was_default {
+        return Ok(());
+    }
+    let name = class["metadata"]["name"].as_str().unwrap_or_default();
+    let (defaults, _, _) = cache.list(
+        classes,
+        None,
+        None,
+        |c| {
+            c.name != name
+                && c.json
+                    .windows(GLOBAL_DEFAULT.len())
+                    .any(|w| w == GLOBAL_DEFAULT)
+        },
+        None,
+    );
+    match defaults.iter().find(|c| c.value()["globalDefault"] == true) {
+        Some(existing) => Err(format!(
+            "PriorityClass {} is already marked as default. Only one default can exist",
+            existing.name
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Admission defaults for a new pod: the default service account, the node-problem tolerations
 /// (DefaultTolerationSeconds), priority, and the initial status.
 pub(crate) fn admit_pod(pod: &mut Value, config: &AdmissionConfig) {

@@ -814,6 +814,10 @@ pub(crate) async fn create_object(
         if resource.plural == "certificatesigningrequests" {
             objects::record_csr_requester(&mut candidate, req.user);
         }
+        if resource.plural == "priorityclasses" {
+            objects::admit_priority_class(&candidate, None, &req.state.cache)
+                .map_err(|message| priority_class_forbidden(&name, &message))?;
+        }
         let errors = if name.is_empty() {
             vec![capstan_api::FieldError::required(
                 "metadata.name",
@@ -1154,10 +1158,20 @@ fn next_state(
     if !errors.is_empty() {
         return Err(ApiError::invalid(resource, name, &errors));
     }
+    if resource.plural == "priorityclasses" {
+        objects::admit_priority_class(&new, Some(old), &req.state.cache)
+            .map_err(|message| priority_class_forbidden(name, &message))?;
+    }
     if !req.is_apply() {
         patch::record_update(Some(old), &mut new, &manager, resource);
     }
     Ok(new)
+}
+
+fn priority_class_forbidden(name: &str, message: &str) -> ApiError {
+    ApiError::forbidden(format!(
+        "priorityclasses.scheduling.k8s.io \"{name}\" is forbidden: {message}"
+    ))
 }
 
 /// Whether a write would change nothing but bookkeeping: the resourceVersion, or the timestamps of

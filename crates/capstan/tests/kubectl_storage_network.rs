@@ -363,6 +363,17 @@ fn pods_take_priority_from_their_class_or_the_global_default() {
     k.apply_stdin(
         "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: everyday\nvalue: 1000\nglobalDefault: true\npreemptionPolicy: Never\n",
     );
+    // Only one class may be the default, whether created so or changed to it.
+    let err = k.fails_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: second\nvalue: 5\nglobalDefault: true\n",
+    );
+    assert_contains(
+        &err,
+        r#"priorityclasses.scheduling.k8s.io "second" is forbidden: PriorityClass everyday is already marked as default. Only one default can exist"#,
+    );
+    let err = k.fails(&["patch", "pc", "high", "-p", r#"{"globalDefault":true}"#]);
+    assert_contains(&err, "PriorityClass everyday is already marked as default");
     assert!(run("defaulted", "{}").status.success());
     assert_eq!(
         k.jsonpath(
