@@ -16,3 +16,30 @@ pub use defaults::apply_defaults;
 pub use field::{FieldError, FieldErrorKind};
 pub use registry::{ResourceInfo, Scope, Subresource, find, find_kind, groups, resources};
 pub use validation::{validate_create, validate_update};
+
+/// A PriorityClass every cluster has (kube-apiserver creates them at start).
+#[derive(Debug, Clone, Copy)]
+pub struct SystemPriorityClass {
+    pub name: &'static str,
+    pub value: i32,
+    pub description: &'static str,
+}
+
+/// The built-in PriorityClasses: the only names with the reserved `system-` prefix.
+pub const SYSTEM_PRIORITY_CLASSES: &[SystemPriorityClass] = &[
+    SystemPriorityClass {
+        name: "system-node-critical",
+        value: 2_000_001_000,
+        description: "Used for system critical pods that must not be moved from their current node.",
+    },
+    SystemPriorityClass {
+        name: "system-cluster-critical",
+        value: 2_000_000_000,
+        description: "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    },
+];
+
+/// The built-in PriorityClass called `name`, if it is one.
+pub fn system_priority_class(name: &str) -> Option<&'static SystemPriorityClass> {
+    SYSTEM_PRIORITY_CLASSES.iter().find(|c| c.name == name)
+}

@@ -73,18 +73,7 @@ async fn ensure(state: &Arc<ApiState>) -> Result<(), String> {
         )
         .await?;
     }
-    for (name, value, description) in [
-        (
-            "system-node-critical",
-            2_000_001_000,
-            "Used for system critical pods that must not be moved from their current node.",
-        ),
-        (
-            "system-cluster-critical",
-            2_000_000_000,
-            "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
-        ),
-    ] {
+    for class in capstan_api::SYSTEM_PRIORITY_CLASSES {
         create_if_absent(
             state,
             "scheduling.k8s.io",
@@ -92,7 +81,8 @@ async fn ensure(state: &Arc<ApiState>) -> Result<(), String> {
             None,
             json!({
                 "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-                "metadata": {"name": name}, "value": value, "description": description,
+                "metadata": {"name": class.name}, "value": class.value,
+                "description": class.description,
             }),
         )
         .await?;

@@ -97,6 +97,22 @@ impl ApiError {
     }
 
     pub fn invalid(resource: &ResourceInfo, name: &str, errors: &[FieldError]) -> Self {
+        Self::invalid_kind(resource.group, resource.kind, resource.kind, name, errors)
+    }
+
+    /// Invalid of a kind that is no served resource (e.g. a TokenRequest): kube-apiserver names
+    /// it `Kind.group` in the message.
+    pub fn invalid_request(group: &str, kind: &str, name: &str, errors: &[FieldError]) -> Self {
+        Self::invalid_kind(group, kind, &format!("{kind}.{group}"), name, errors)
+    }
+
+    fn invalid_kind(
+        group: &str,
+        kind: &str,
+        label: &str,
+        name: &str,
+        errors: &[FieldError],
+    ) -> Self {
         let list = errors.iter().map(ToString::to_string).collect::<Vec<_>>();
         let summary = if list.len() == 1 {
             list[0].clone()
@@ -107,16 +123,16 @@ impl ApiError {
             .iter()
             .map(|e| json!({"reason": e.kind.reason(), "message": e.message(), "field": e.field}))
             .collect();
-        let mut d = json!({"name": name, "kind": resource.kind, "causes": causes});
-        if !resource.group.is_empty() {
-            d["group"] = json!(resource.group);
+        let mut d = json!({"name": name, "kind": kind, "causes": causes});
+        if !group.is_empty() {
+            d["group"] = json!(group);
         }
         Self {
             details: Some(d),
             ..Self::new(
                 422,
                 "Invalid",
-                format!("{} \"{name}\" is invalid: {summary}", resource.kind),
+                format!("{label} \"{name}\" is invalid: {summary}"),
             )
         }
     }

@@ -232,16 +232,11 @@ pub(crate) fn prepare_status_update(new: &Value, old: &Value) -> Value {
     merged
 }
 
-/// The built-in classes, whose values defaulting already fills in.
-const SYSTEM_PRIORITY_CLASSES: &[&str] = &["system-node-critical", "system-cluster-critical"];
-
 /// Priority admission of a new pod: its class (named, or the one marked `globalDefault`) gives
 /// `priority` and `preemptionPolicy`; a pod may not name a missing class nor contradict its class.
-/// Classes come from the watch cache, as kube's plugin reads them from an informer.
+/// Classes come from the watch cache, as kube's plugin reads them from an informer. The built-in
+/// classes are left to defaulting, which knows their values.
 pub(crate) fn admit_pod_priority(pod: &mut Value, cache: &WatchCache) -> Result<(), String> {
-    let Some(classes) = capstan_api::find("scheduling.k8s.io", "v1", "priorityclasses") else {
-        return Ok(());
-    };
     let spec = &mut pod["spec"];
     if !spec.is_object() {
         return Ok(());
@@ -250,34 +245,19 @@ pub(crate) fn admit_pod_priority(pod: &mut Value, cache: &WatchCache) -> Result<
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    if SYSTEM_PRIORITY_CLASSES.contains(&named.as_str()) {
+    if capstan_api::system_priority_class(&named).is_some() {
         return Ok(());
     }
     let class = if named.is_empty() {
-        // Only a class whose JSON says so can be the default: no parse of the others.
-        let (defaults, _, _) = cache.list(
-            classes,
-            None,
-            None,
-            |c| {
-                c.json
-                    .windows(GLOBAL_DEFAULT.len())
-                    .any(|w| w == GLOBAL_DEFAULT)
-            },
-            None,
-        );
-        let mut defaults: Vec<Value> = defaults
-            .iter()
-            .map(|c| c.value())
-            .filter(|c| c["globalDefault"] == true)
-            .collect();
         // Several defaults can exist after a race; kube takes the lowest value.
+        let mut defaults = default_priority_classes(cache, None);
         defaults.sort_by_key(|c| c["value"].as_i64().unwrap_or_default());
         match defaults.into_iter().next() {
             Some(class) => class,
             None => return Ok(()),
         }
     } else {
+        let classes = priority_classes()?;
         match cache.get(classes, &classes.key(None, &named)) {
             Some(class) => class.value(),
             None => return Err(format!("no PriorityClass with name {named} was found")),
@@ -308,8 +288,6 @@ pub(crate) fn admit_pod_priority(pod: &mut Value, cache: &WatchCache) -> Result<
     Ok(())
 }
 
-const GLOBAL_DEFAULT: &[u8] = br#""globalDefault":true"#;
-
 /// Priority admission of PriorityClasses: at most one may be the `globalDefault`.
 pub(crate) fn admit_priority_class(
     class: &Value,
@@ -318,32 +296,48 @@ pub(crate) fn admit_priority_class(
 ) -> Result<(), String> {
     let marks_default = class["globalDefault"] == true;
     let was_default = old.is_some_and(|o| o["globalDefault"] == true);
-    let Some(classes) = capstan_api::find("scheduling.k8s.io", "v1", "priorityclasses") else {
-        return Ok(());
-    };
     if !marks_default || was_default {
         return Ok(());
     }
     let name = class["metadata"]["name"].as_str().unwrap_or_default();
-    let (defaults, _, _) = cache.list(
+    match default_priority_classes(cache, Some(name)).first() {
+        Some(existing) => Err(format!(
+            "PriorityClass {} is already marked as default. Only one default can exist",
+            existing["metadata"]["name"].as_str().unwrap_or_default()
+        )),
+        None => Ok(()),
+    }
+}
+
+fn priority_classes() -> Result<&'static ResourceInfo, String> {
+    capstan_api::find("scheduling.k8s.io", "v1", "priorityclasses")
+        .ok_or_else(|| "priorityclasses are not registered".to_owned())
+}
+
+/// The cached PriorityClasses marked `globalDefault`, but `except`. Only a class whose JSON says
+/// so is parsed.
+fn default_priority_classes(cache: &WatchCache, except: Option<&str>) -> Vec<Value> {
+    const GLOBAL_DEFAULT: &[u8] = br#""globalDefault":true"#;
+    let Ok(classes) = priority_classes() else {
+        return Vec::new();
+    };
+    let (candidates, _, _) = cache.list(
         classes,
         None,
         None,
         |c| {
-            c.name != name
+            Some(c.name.as_str()) != except
                 && c.json
                     .windows(GLOBAL_DEFAULT.len())
                     .any(|w| w == GLOBAL_DEFAULT)
         },
         None,
     );
-    match defaults.iter().find(|c| c.value()["globalDefault"] == true) {
-        Some(existing) => Err(format!(
-            "PriorityClass {} is already marked as default. Only one default can exist",
-            existing.name
-        )),
-        None => Ok(()),
-    }
+    candidates
+        .iter()
+        .map(|c| c.value())
+        .filter(|c| c["globalDefault"] == true)
+        .collect()
 }
 
 /// Admission defaults for a new pod: the default service account, the node-problem tolerations

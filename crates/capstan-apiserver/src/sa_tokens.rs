@@ -18,6 +18,8 @@ pub(crate) const API_AUDIENCES: &[&str] = &["https://kubernetes.default.svc.clus
 const DEFAULT_EXPIRATION: i64 = 3600;
 const MIN_EXPIRATION: i64 = 600;
 const MAX_EXPIRATION: i64 = 1 << 32;
+/// Kinds a token may be bound to: (kind, claim under `kubernetes.io`, plural).
+const BINDABLE: &[(&str, &str, &str)] = &[("Pod", "pod", "pods"), ("Secret", "secret", "secrets")];
 /// Clock skew allowed around `nbf` and `exp` (go-jose's default leeway).
 const LEEWAY: i64 = 60;
 
@@ -78,16 +80,12 @@ pub(crate) fn token_request(
     };
     if let Some(detail) = too {
         let error = capstan_api::FieldError::invalid("spec.expirationSeconds", expiration, detail);
-        let mut e = ApiError::new(
-            422,
-            "Invalid",
-            format!("TokenRequest.authentication.k8s.io \"{name}\" is invalid: {error}"),
-        );
-        e.details = Some(
-            json!({"name": name, "group": "authentication.k8s.io", "kind": "TokenRequest",
-            "causes": [{"reason": error.kind.reason(), "message": error.message(), "field": error.field}]}),
-        );
-        return Err(e);
+        return Err(ApiError::invalid_request(
+            "authentication.k8s.io",
+            "TokenRequest",
+            name,
+            &[error],
+        ));
     }
     let audiences: Vec<Value> = match spec["audiences"].as_array() {
         Some(given) if !given.is_empty() => given.clone(),
@@ -97,14 +95,10 @@ pub(crate) fn token_request(
     let reference = &spec["boundObjectRef"];
     if reference.is_object() {
         let kind = reference["kind"].as_str().unwrap_or_default();
-        let plural = match kind {
-            "Pod" => "pods",
-            "Secret" => "secrets",
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "cannot bind token to object of type {other}"
-                )));
-            }
+        let Some(&(_, claim, plural)) = BINDABLE.iter().find(|(k, _, _)| *k == kind) else {
+            return Err(ApiError::bad_request(format!(
+                "cannot bind token to object of type {kind}"
+            )));
         };
         let object = reference["name"].as_str().unwrap_or_default();
         let Some(uid) = cached_uid(state, plural, ns, object) else {
@@ -121,7 +115,7 @@ pub(crate) fn token_request(
                 ),
             ));
         }
-        bound = json!({kind.to_lowercase(): {"name": object, "uid": uid}});
+        bound = json!({claim: {"name": object, "uid": uid}});
     }
     let now = now_unix();
     let exp = now + expiration;
@@ -187,8 +181,8 @@ pub(crate) fn authenticate(state: &ApiState, token: &str) -> Option<User> {
     {
         return None;
     }
-    for (kind, plural) in [("pod", "pods"), ("secret", "secrets")] {
-        if let Some(bound) = k.get(kind) {
+    for (_, claim, plural) in BINDABLE {
+        if let Some(bound) = k.get(*claim) {
             let object = bound["name"].as_str()?;
             if cached_uid(state, plural, ns, object).as_deref() != bound["uid"].as_str() {
                 return None;

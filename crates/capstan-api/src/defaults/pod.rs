@@ -55,10 +55,8 @@ pub(crate) fn default_pod(pod: &mut Value) {
     }
     // Priority admission: the global default, or a built-in class's value.
     let priority = match str_of(spec, "priorityClassName") {
-        "system-node-critical" => Some(2_000_001_000),
-        "system-cluster-critical" => Some(2_000_000_000),
         "" => Some(0),
-        _ => None,
+        name => crate::system_priority_class(name).map(|c| c.value),
     };
     if let Some(p) = priority {
         default_field(spec, "priority", json!(p));

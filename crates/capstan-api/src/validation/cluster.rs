@@ -42,7 +42,6 @@ const PV_SOURCES: &[&str] = &[
 ];
 /// `HighestUserDefinablePriority`.
 const MAX_USER_PRIORITY: i64 = 1_000_000_000;
-const SYSTEM_CLASSES: &[&str] = &["system-node-critical", "system-cluster-critical"];
 
 /// An optional enum field: empty, or one of `supported`.
 fn one_of(errs: &mut Vec<FieldError>, path: &str, value: &str, supported: &[&str]) {
@@ -278,7 +277,7 @@ pub(crate) fn validate_priority_class(errs: &mut Vec<FieldError>, pc: &Value, ol
     let name = str_of(&pc["metadata"], "name");
     let value = int(pc, "value").unwrap_or(0);
     if name.starts_with("system-") {
-        if !SYSTEM_CLASSES.contains(&name) {
+        if crate::system_priority_class(name).is_none() {
             errs.push(forbidden(
                 "metadata.name",
                 format!("priority class names with 'system-' prefix are reserved for system use only. error: {name} is not a known system priority class"),
