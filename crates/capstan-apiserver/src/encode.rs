@@ -54,6 +54,17 @@ impl SplitJson {
         })
     }
 
+    /// An encoding made elsewhere (see `binding`): `stored` without resourceVersion, which goes at
+    /// `at`, with metadata fields `before` and/or `after` that place.
+    pub(crate) fn from_parts(stored: Vec<u8>, at: usize, before: bool, after: bool) -> Self {
+        Self {
+            stored: Bytes::from(stored),
+            at,
+            before,
+            after,
+        }
+    }
+
     /// The bytes to store.
     pub(crate) fn stored(&self) -> Bytes {
         self.stored.clone()
@@ -90,7 +101,7 @@ impl SplitJson {
 }
 
 /// Whether `serde_json::Map` keeps keys sorted (not built with `preserve_order`).
-fn maps_sort_keys() -> bool {
+pub(crate) fn maps_sort_keys() -> bool {
     static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *SORTED.get_or_init(|| {
         let mut map = Map::new();
@@ -100,7 +111,7 @@ fn maps_sort_keys() -> bool {
     })
 }
 
-fn write_key(out: &mut Vec<u8>, key: &str) -> Option<()> {
+pub(crate) fn write_key(out: &mut Vec<u8>, key: &str) -> Option<()> {
     serde_json::to_writer(&mut *out, key).ok()?;
     out.push(b':');
     Some(())

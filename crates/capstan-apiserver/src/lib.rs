@@ -9,6 +9,7 @@
 //! `capstan-printers`, `capstan-openapi` and `capstan-streams`. No other component may touch the store: scheduler,
 //! controllers and kubelets are clients of this server.
 
+mod binding;
 mod body;
 mod bootstrap;
 pub mod cache;

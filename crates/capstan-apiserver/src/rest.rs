@@ -12,6 +12,7 @@ use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::binding;
 use crate::cache::{
     CacheEvent, CachedObject, EventType, PendingWrite, Prepared, WatchStartError, event_line,
     object_with_revision,
@@ -1627,41 +1628,40 @@ async fn binding(req: &Request<'_>, ns: Option<&str>, pod_name: Option<&str>) ->
         ));
     }
     let key = pods.key(ns, &name);
+    let now = objects::now_rfc3339();
     // As for updates: the cached pod first, the store's after a conflict or a refusal.
     for attempt in 0..16 {
         let from_cache = attempt == 0;
-        let (mut pod, revision) = current(req.state, pods, ns, &name, from_cache).await?;
-        let refusal = if pod["metadata"]
-            .get("deletionTimestamp")
-            .is_some_and(|t| !t.is_null())
-        {
-            Some("pod is being deleted, cannot be assigned to a host".to_owned())
-        } else {
-            pod["spec"]["nodeName"]
-                .as_str()
-                .filter(|n| !n.is_empty())
-                .map(|current| format!("pod {name} is already assigned to node \"{current}\""))
+        let cached = from_cache
+            .then(|| req.state.cache.get(pods, &key))
+            .flatten()
+            .and_then(|c| Some((binding::bind_cached(&c.json, &node, &now)?, c.revision)));
+        let (split, selectable, revision) = match cached {
+            Some((binding::CachedBind::Refused, _)) => continue,
+            Some((binding::CachedBind::Bound { split, selectable }, revision)) => {
+                (split, selectable, revision)
+            }
+            None => {
+                let (mut pod, revision) = current(req.state, pods, ns, &name, from_cache).await?;
+                if let Err(refusal) = binding::bind_value(&mut pod, &name, &node, &now) {
+                    if from_cache {
+                        continue;
+                    }
+                    return Err(ApiError::conflict(pods, &name, &refusal));
+                }
+                let split = crate::encode::SplitJson::new(&pod)
+                    .ok_or_else(|| ApiError::internal("the stored pod is not an object"))?;
+                (split, pod, revision)
+            }
         };
-        if let Some(refusal) = refusal {
-            if from_cache {
-                continue;
-            }
-            return Err(ApiError::conflict(pods, &name, &refusal));
-        }
-        pod["spec"]["nodeName"] = json!(node);
-        let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339()});
-        match pod["status"]["conditions"].as_array_mut() {
-            Some(conditions) => {
-                conditions.retain(|c| c["type"] != "PodScheduled");
-                conditions.push(scheduled);
-            }
-            None => pod["status"]["conditions"] = json!([scheduled]),
-        }
-        metadata_mut(&mut pod).remove("resourceVersion");
         if req.dry_run() {
             break;
         }
-        let (bytes, pending) = encode_for_store(req, pods, &key, &pod)?;
+        let bytes = split.stored();
+        let pending = req
+            .state
+            .cache
+            .prepare(pods, &key, Prepared::new(pods, &selectable, split));
         match req.state.store.update(&key, bytes, revision).await {
             Ok(kv) => {
                 if let Some(pending) = pending {

@@ -4,7 +4,12 @@
 //! connection costs TLS and HTTP buffers at both ends (and both ends live in `capstan server`), so
 //! the ~40 watches of the in-process components would otherwise hold ~70 connections at idle.
 //!
-//! Owns: building that client from a kubeconfig. Depends on kube, hyper-util and hyper-rustls only.
+//! Owns: building that client from a kubeconfig, and [`Lean`] (objects decoded without
+//! `metadata.managedFields`). Depends on kube, serde, hyper-util and hyper-rustls only.
+
+mod lean;
+
+pub use lean::Lean;
 
 use std::time::Duration;
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use capstan_apiserver::testing::TestCluster;
+use capstan_client::Lean;
 use capstan_scheduler::algorithm::{Algorithm, Profile};
 use capstan_scheduler::cache::Cache;
 use capstan_scheduler::types::{NodeSpec, PodInfo};
@@ -60,6 +61,8 @@ struct Row {
     setup: Duration,
     first_bind: Duration,
     all_bound: Duration,
+    /// CPU time of the whole process (API server, store, scheduler, counting watch) meanwhile.
+    cpu: Duration,
     decisions_per_sec: f64,
 }
 
@@ -110,6 +113,33 @@ async fn create_pods(client: &Client, m: usize) {
         .await;
 }
 
+/// With `SCHEDULER_BENCH_MARKS` set, prints when the measured window starts and ends, in seconds
+/// since boot (`/proc/uptime`), for `perf record -k CLOCK_MONOTONIC` + `perf report --time a,b`.
+fn mark(what: &str) {
+    if std::env::var_os("SCHEDULER_BENCH_MARKS").is_some() {
+        let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+        let seconds = uptime.split_whitespace().next().unwrap_or_default();
+        eprintln!("window {what}: {seconds}");
+    }
+}
+
+/// User + system CPU time of this process so far (`/proc/self/stat`, in clock ticks of 10 ms).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is the 3rd, utime the 14th.
+    let after_comm = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<u64> = after_comm
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
+}
+
 /// Decisions alone: the same nodes and pods, scheduled and assumed in memory.
 fn decisions_per_sec(nodes: usize, pods: usize) -> f64 {
     let mut cache = Cache::default();
@@ -142,7 +172,9 @@ async fn run(nodes: usize) -> Row {
     create_pods(&client, PODS).await;
     let setup = setup_start.elapsed();
 
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    // The counting watch skips managedFields, as the scheduler's does: the instrument's own
+    // decoding shares the two cores with what it measures.
+    let pods: Api<Lean<Pod>> = Api::namespaced(client.clone(), "default");
     let rv = pods
         .list(&ListParams::default().limit(1))
         .await
@@ -157,6 +189,8 @@ async fn run(nodes: usize) -> Row {
         .boxed();
 
     let shutdown = CancellationToken::new();
+    let cpu_start = process_cpu();
+    mark("start");
     let start = Instant::now();
     tokio::spawn(Scheduler::new(client.clone(), SchedulerOptions::default()).run(shutdown.clone()));
     let mut bound = HashSet::new();
@@ -190,19 +224,26 @@ async fn run(nodes: usize) -> Row {
             ),
         };
         if let WatchEvent::Added(p) | WatchEvent::Modified(p) = event
-            && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+            && p.0
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_some()
         {
             first_bind.get_or_insert_with(|| start.elapsed());
-            bound.insert(p.metadata.name.unwrap_or_default());
+            bound.insert(p.0.metadata.name.unwrap_or_default());
         }
     }
     let all_bound = start.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_start);
+    mark("end");
     shutdown.cancel();
     Row {
         nodes,
         setup,
         first_bind: first_bind.unwrap_or_default(),
         all_bound,
+        cpu,
         decisions_per_sec: decisions_per_sec(nodes, PODS),
     }
 }
@@ -249,21 +290,22 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "| nodes | pods | setup (s) | first bind (ms) | all bound (s) | pods/s (end to end) | pods/s after first bind | decisions/s (no API) |"
+        "| nodes | pods | setup (s) | first bind (ms) | all bound (s) | pods/s (end to end) | pods/s after first bind | CPU per pod (µs) | decisions/s (no API) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for nodes in sizes {
         let row = runtime.block_on(run(nodes));
         let total = row.all_bound.as_secs_f64();
         let steady = (PODS - 1) as f64 / (row.all_bound - row.first_bind).as_secs_f64();
         println!(
-            "| {} | {PODS} | {:.1} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {PODS} | {:.1} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} |",
             row.nodes,
             row.setup.as_secs_f64(),
             row.first_bind.as_secs_f64() * 1000.0,
             total,
             PODS as f64 / total,
             steady,
+            row.cpu.as_secs_f64() * 1e6 / PODS as f64,
             row.decisions_per_sec,
         );
     }

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use capstan_client::Lean;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Event, EventSource, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -71,14 +72,14 @@ fn pod_key(meta: &ObjectMeta) -> PodKey {
 }
 
 async fn watch_pods(client: Client, tx: mpsc::Sender<Msg>) {
-    let mut stream = watcher(Api::<Pod>::all(client));
+    let mut stream = watcher(Api::<Lean<Pod>>::all(client));
     while let Some(event) = stream.next().await {
         let msg = match event {
             Ok(WatchEvent::Init) => Msg::PodsRelist,
             Ok(WatchEvent::InitApply(p) | WatchEvent::Apply(p)) => {
-                Msg::Pod(Arc::new(PodInfo::from_pod(p)))
+                Msg::Pod(Arc::new(PodInfo::from_pod(p.0)))
             }
-            Ok(WatchEvent::Delete(p)) => Msg::PodGone(pod_key(&p.metadata)),
+            Ok(WatchEvent::Delete(p)) => Msg::PodGone(pod_key(&p.0.metadata)),
             Ok(WatchEvent::InitDone) => Msg::PodsSynced,
             Err(e) => {
                 warn!(error = %e, "pod watch failed; retrying");
@@ -92,14 +93,14 @@ async fn watch_pods(client: Client, tx: mpsc::Sender<Msg>) {
 }
 
 async fn watch_nodes(client: Client, tx: mpsc::Sender<Msg>) {
-    let mut stream = watcher(Api::<Node>::all(client));
+    let mut stream = watcher(Api::<Lean<Node>>::all(client));
     while let Some(event) = stream.next().await {
         let msg = match event {
             Ok(WatchEvent::Init) => Msg::NodesRelist,
             Ok(WatchEvent::InitApply(n) | WatchEvent::Apply(n)) => {
-                Msg::Node(NodeSpec::from_node(n))
+                Msg::Node(NodeSpec::from_node(n.0))
             }
-            Ok(WatchEvent::Delete(n)) => Msg::NodeGone(n.metadata.name.unwrap_or_default()),
+            Ok(WatchEvent::Delete(n)) => Msg::NodeGone(n.0.metadata.name.unwrap_or_default()),
             Ok(WatchEvent::InitDone) => Msg::NodesSynced,
             Err(e) => {
                 warn!(error = %e, "node watch failed; retrying");
@@ -444,8 +445,9 @@ async fn publish_event(
         count: Some(1),
         ..Default::default()
     };
-    Api::<Event>::namespaced(client, &pod.namespace)
-        .create(&PostParams::default(), &event)
+    // The answer is only checked for success: read without its managedFields.
+    Api::<Lean<Event>>::namespaced(client, &pod.namespace)
+        .create(&PostParams::default(), &Lean(event))
         .await
         .map(|_| ())
 }
