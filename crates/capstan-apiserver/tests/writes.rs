@@ -131,12 +131,20 @@ async fn a_pod_is_bound_once_and_a_second_binding_names_its_node() {
     }
     // The watch cache indexes the bound pods by their node (kubelets list them that way).
     let (code, list) = client
-        .json("GET", &format!("{PODS}?fieldSelector=spec.nodeName%3Dn1"), None)
+        .json(
+            "GET",
+            &format!("{PODS}?fieldSelector=spec.nodeName%3Dn1"),
+            None,
+        )
         .await;
     assert_eq!(code, StatusCode::OK, "{list}");
     assert_eq!(list["items"].as_array().map(Vec::len), Some(20), "{list}");
     let (_, list) = client
-        .json("GET", &format!("{PODS}?fieldSelector=spec.nodeName%3D"), None)
+        .json(
+            "GET",
+            &format!("{PODS}?fieldSelector=spec.nodeName%3D"),
+            None,
+        )
         .await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
 }

@@ -63,6 +63,8 @@ struct Row {
     all_bound: Duration,
     /// CPU time of the whole process (API server, store, scheduler, counting watch) meanwhile.
     cpu: Duration,
+    /// Share of the machine's CPU time the hypervisor gave to others meanwhile (`steal`, %).
+    steal: f64,
     decisions_per_sec: f64,
 }
 
@@ -121,6 +123,28 @@ fn mark(what: &str) {
         let seconds = uptime.split_whitespace().next().unwrap_or_default();
         eprintln!("window {what}: {seconds}");
     }
+}
+
+/// The machine's CPU time so far (`/proc/stat` first line): (steal, total) in clock ticks.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    (ticks.get(7).copied().unwrap_or(0), ticks.iter().sum())
+}
+
+/// Steal time between two [`cpu_ticks`] readings, in % of all CPU time: on a shared host this
+/// tells a slow run from a slow build.
+fn steal_share(start: (u64, u64), end: (u64, u64)) -> f64 {
+    let total = end.1.saturating_sub(start.1).max(1);
+    100.0 * end.0.saturating_sub(start.0) as f64 / total as f64
 }
 
 /// User + system CPU time of this process so far (`/proc/self/stat`, in clock ticks of 10 ms).
@@ -190,6 +214,7 @@ async fn run(nodes: usize) -> Row {
 
     let shutdown = CancellationToken::new();
     let cpu_start = process_cpu();
+    let steal_start = cpu_ticks();
     mark("start");
     let start = Instant::now();
     tokio::spawn(Scheduler::new(client.clone(), SchedulerOptions::default()).run(shutdown.clone()));
@@ -236,6 +261,7 @@ async fn run(nodes: usize) -> Row {
     }
     let all_bound = start.elapsed();
     let cpu = process_cpu().saturating_sub(cpu_start);
+    let steal = steal_share(steal_start, cpu_ticks());
     mark("end");
     shutdown.cancel();
     Row {
@@ -244,6 +270,7 @@ async fn run(nodes: usize) -> Row {
         first_bind: first_bind.unwrap_or_default(),
         all_bound,
         cpu,
+        steal,
         decisions_per_sec: decisions_per_sec(nodes, PODS),
     }
 }
@@ -290,15 +317,15 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "| nodes | pods | setup (s) | first bind (ms) | all bound (s) | pods/s (end to end) | pods/s after first bind | CPU per pod (µs) | decisions/s (no API) |"
+        "| nodes | pods | setup (s) | first bind (ms) | all bound (s) | pods/s (end to end) | pods/s after first bind | CPU per pod (µs) | host steal (%) | decisions/s (no API) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for nodes in sizes {
         let row = runtime.block_on(run(nodes));
         let total = row.all_bound.as_secs_f64();
         let steady = (PODS - 1) as f64 / (row.all_bound - row.first_bind).as_secs_f64();
         println!(
-            "| {} | {PODS} | {:.1} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {PODS} | {:.1} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
             row.nodes,
             row.setup.as_secs_f64(),
             row.first_bind.as_secs_f64() * 1000.0,
@@ -306,6 +333,7 @@ fn main() {
             PODS as f64 / total,
             steady,
             row.cpu.as_secs_f64() * 1e6 / PODS as f64,
+            row.steal,
             row.decisions_per_sec,
         );
     }
