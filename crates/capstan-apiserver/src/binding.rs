@@ -13,7 +13,7 @@ use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::encode::{SplitJson, maps_sort_keys, write_key};
+use crate::encode::{SplitJson, maps_sort_keys, write_key, write_metadata_fields};
 
 /// Why a pod cannot be bound, in kube's words.
 fn deleting() -> String {
@@ -229,7 +229,14 @@ pub(crate) fn bind_cached(json: &[u8], node: &str, now: &str) -> Option<CachedBi
         write_key(&mut out, key)?;
         match part {
             Part::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
-            Part::Metadata => split_at = Some(write_metadata(&mut out, &meta)?),
+            Part::Metadata => {
+                let fields = meta.0.iter().map(|&(k, raw)| (k, raw));
+                let write = |out: &mut Vec<u8>, raw: &RawValue| {
+                    out.extend_from_slice(raw.get().as_bytes());
+                    Some(())
+                };
+                split_at = Some(write_metadata_fields(&mut out, fields, write)?);
+            }
             Part::Spec => write_spec(&mut out, &spec, &node_json)?,
             Part::Status => serde_json::to_writer(&mut out, &status).ok()?,
         }
@@ -259,33 +266,6 @@ pub(crate) fn bind_cached(json: &[u8], node: &str, now: &str) -> Option<CachedBi
         split: SplitJson::from_parts(out, at, before, after),
         selectable,
     })
-}
-
-/// `metadata` without `resourceVersion` (as `encode::write_metadata` writes it); returns whether
-/// fields come before and after the place `resourceVersion` belongs, and that place.
-fn write_metadata(out: &mut Vec<u8>, meta: &Fields) -> Option<(bool, bool, usize)> {
-    let index = meta
-        .0
-        .iter()
-        .filter(|(k, _)| *k < "resourceVersion")
-        .count();
-    out.push(b'{');
-    let mut written = 0;
-    let mut at = None;
-    for (key, raw) in meta.0.iter().filter(|(k, _)| *k != "resourceVersion") {
-        if written == index {
-            at = Some(out.len());
-        }
-        if written > 0 {
-            out.push(b',');
-        }
-        write_key(out, key)?;
-        out.extend_from_slice(raw.get().as_bytes());
-        written += 1;
-    }
-    let at = at.unwrap_or(out.len());
-    out.push(b'}');
-    Some((index > 0, index < written, at))
 }
 
 /// `spec` with `nodeName` set (replaced, or inserted in key order).

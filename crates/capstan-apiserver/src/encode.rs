@@ -120,21 +120,35 @@ pub(crate) fn write_key(out: &mut Vec<u8>, key: &str) -> Option<()> {
 /// Writes `meta` without `resourceVersion`; returns whether fields come before and after the place
 /// `resourceVersion` belongs, and that place.
 fn write_metadata(out: &mut Vec<u8>, meta: &Map<String, Value>) -> Option<(bool, bool, usize)> {
+    write_metadata_fields(
+        out,
+        meta.iter().map(|(k, v)| (k.as_str(), v)),
+        |out, value| serde_json::to_writer(out, value).ok(),
+    )
+}
+
+/// [`write_metadata`] over any map's fields in their order, each value written by `write`.
+pub(crate) fn write_metadata_fields<'a, T>(
+    out: &mut Vec<u8>,
+    fields: impl Iterator<Item = (&'a str, T)> + Clone,
+    write: impl Fn(&mut Vec<u8>, T) -> Option<()>,
+) -> Option<(bool, bool, usize)> {
     // Where the map itself would put the key: in key order (serde_json's default map), or where it
     // already is, else last (`preserve_order`).
     let index = if maps_sort_keys() {
-        meta.keys()
-            .filter(|k| k.as_str() < "resourceVersion")
+        fields
+            .clone()
+            .filter(|(k, _)| *k < "resourceVersion")
             .count()
     } else {
-        meta.keys()
-            .position(|k| k == "resourceVersion")
-            .unwrap_or(meta.len())
+        let mut keys = fields.clone().map(|(k, _)| k);
+        let len = fields.clone().count();
+        keys.position(|k| k == "resourceVersion").unwrap_or(len)
     };
     out.push(b'{');
     let mut written = 0;
     let mut at = None;
-    for (key, value) in meta.iter().filter(|(k, _)| *k != "resourceVersion") {
+    for (key, value) in fields.filter(|(k, _)| *k != "resourceVersion") {
         if written == index {
             at = Some(out.len());
         }
@@ -142,7 +156,7 @@ fn write_metadata(out: &mut Vec<u8>, meta: &Map<String, Value>) -> Option<(bool,
             out.push(b',');
         }
         write_key(out, key)?;
-        serde_json::to_writer(&mut *out, value).ok()?;
+        write(out, value)?;
         written += 1;
     }
     let at = at.unwrap_or(out.len());
