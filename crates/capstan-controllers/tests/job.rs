@@ -261,9 +261,14 @@ async fn suspend_deletes_active_pods_and_resume_starts_again() {
 #[tokio::test]
 async fn active_deadline_fails_the_job_and_ttl_deletes_finished_jobs() {
     let h = start().await;
+    // Not waiting to see the pod run: on a slow host the 1 s deadline can pass before a poll does.
+    let created = std::time::Instant::now();
     job(&h, "slow", json!({"activeDeadlineSeconds": 1})).await;
-    wait_active(&h, "slow", 1).await;
     let j = wait_condition(&h, "slow", "Failed").await;
+    assert!(
+        created.elapsed() >= std::time::Duration::from_secs(1),
+        "failed before its deadline: {j:?}"
+    );
     assert_eq!(
         cond(&j, "Failed").and_then(|c| c.reason.as_deref()),
         Some("DeadlineExceeded")
