@@ -5,6 +5,7 @@ use capstan_api::{ResourceInfo, Scope, groups, resources};
 use http::HeaderMap;
 use serde_json::{Value, json};
 
+use crate::metrics_api;
 use crate::rest::Reply;
 
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
@@ -79,6 +80,36 @@ fn group_item(group: &str, version: &str) -> Value {
     })
 }
 
+/// The aggregated discovery entry of `metrics.k8s.io`, which is served without being stored.
+fn metrics_group_item() -> Value {
+    let resources: Vec<Value> = metrics_api::RESOURCES
+        .iter()
+        .map(|(plural, kind, namespaced)| {
+            json!({
+                "resource": plural,
+                "responseKind": {"group": metrics_api::GROUP, "version": metrics_api::VERSION, "kind": kind},
+                "scope": if *namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": "",
+                "verbs": metrics_api::VERBS,
+            })
+        })
+        .collect();
+    json!({
+        "metadata": {"name": metrics_api::GROUP, "creationTimestamp": null},
+        "versions": [{"version": metrics_api::VERSION, "resources": resources, "freshness": "Current"}],
+    })
+}
+
+/// Named groups with their one version: the registry's, then `metrics.k8s.io`.
+fn named_groups() -> Vec<(&'static str, &'static str)> {
+    let mut named: Vec<(&str, &str)> = groups()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .collect();
+    named.push((metrics_api::GROUP, metrics_api::VERSION));
+    named
+}
+
 /// `GET /api`.
 pub(crate) fn core_versions(headers: &HeaderMap, server_address: &str) -> Reply {
     if wants_aggregated(headers) {
@@ -101,12 +132,20 @@ fn api_group(group: &str, version: &str) -> Value {
 
 /// `GET /apis`.
 pub(crate) fn groups_list(headers: &HeaderMap) -> Reply {
-    let named: Vec<(&str, &str)> = groups()
-        .into_iter()
-        .filter(|(g, _)| !g.is_empty())
-        .collect();
+    let named = named_groups();
     if wants_aggregated(headers) {
-        return aggregated(named.iter().map(|(g, v)| group_item(g, v)).collect());
+        return aggregated(
+            named
+                .iter()
+                .map(|(g, v)| {
+                    if *g == metrics_api::GROUP {
+                        metrics_group_item()
+                    } else {
+                        group_item(g, v)
+                    }
+                })
+                .collect(),
+        );
     }
     Reply::json(
         200,
@@ -120,9 +159,7 @@ pub(crate) fn groups_list(headers: &HeaderMap) -> Reply {
 
 /// `GET /apis/<group>`.
 pub(crate) fn group(name: &str) -> Option<Reply> {
-    let (group, version) = groups()
-        .into_iter()
-        .find(|(g, _)| *g == name && !g.is_empty())?;
+    let (group, version) = named_groups().into_iter().find(|(g, _)| *g == name)?;
     let mut body = api_group(group, version);
     body["kind"] = json!("APIGroup");
     body["apiVersion"] = json!("v1");
@@ -131,6 +168,23 @@ pub(crate) fn group(name: &str) -> Option<Reply> {
 
 /// `GET /api/v1` or `GET /apis/<group>/<version>`.
 pub(crate) fn resource_list(group: &str, version: &str) -> Option<Reply> {
+    if group == metrics_api::GROUP && version == metrics_api::VERSION {
+        let list: Vec<Value> = metrics_api::RESOURCES
+            .iter()
+            .map(|(plural, kind, namespaced)| {
+                json!({"name": plural, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": metrics_api::VERBS})
+            })
+            .collect();
+        return Some(Reply::json(
+            200,
+            &json!({
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": format!("{group}/{version}"),
+                "resources": list,
+            }),
+        ));
+    }
     let matching: Vec<&ResourceInfo> = resources()
         .iter()
         .filter(|r| r.group == group && r.version == version)

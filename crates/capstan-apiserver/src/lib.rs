@@ -18,6 +18,7 @@ mod disruption;
 mod encode;
 mod error;
 mod metrics;
+mod metrics_api;
 mod network;
 mod objects;
 mod patch;

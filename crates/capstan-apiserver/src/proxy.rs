@@ -204,6 +204,48 @@ async fn logs(
     Ok(proxied)
 }
 
+/// A GET of `path` on the kubelet of the Node object `node`, its whole body (at most `limit` bytes,
+/// within `timeout`): for API server features built on kubelet data (`metrics.k8s.io`).
+pub(crate) async fn kubelet_get(
+    state: &ApiState,
+    node: &Value,
+    path: &str,
+    limit: usize,
+    timeout: Duration,
+) -> ApiResult<Bytes> {
+    let kubelet = kubelet_endpoint(node)?;
+    let target = kubelet.uri(path, "")?;
+    let fetch = async {
+        let request = Request::get(target.clone())
+            .body(http_body_util::Empty::<Bytes>::new())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let response = capstan_streams::forward(
+            request,
+            &target,
+            state.kubelet_client_tls.clone(),
+            Some(kubelet.server_name.clone()),
+        )
+        .await
+        .map_err(|e| unknown_error(format!("Get \"{target}\": {}", chain(&e))))?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| unknown_error(format!("Get \"{target}\": {e}")))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(unknown_error(format!(
+                "Get \"{target}\": {status}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            )));
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(timeout, fetch)
+        .await
+        .map_err(|_| unknown_error(format!("Get \"{target}\": timed out after {timeout:?}")))?
+}
+
 /// The start of an error body, as text.
 async fn error_body(mut body: capstan_streams::ForwardBody) -> String {
     let mut text = BytesMut::new();

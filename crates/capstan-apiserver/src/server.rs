@@ -392,6 +392,9 @@ async fn resource(
             path.resource, user.name
         ))));
     }
+    if crate::metrics_api::is_metrics(&path) {
+        return respond(crate::metrics_api::serve(state, verb, &path, &query).await);
+    }
     if crate::proxy::is_pod_stream(&path) {
         return match crate::proxy::serve(state, parts, body, &path, &query).await {
             Ok(response) => response,

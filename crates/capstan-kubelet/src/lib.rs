@@ -4,7 +4,8 @@
 //! attach/port-forward` to.
 //!
 //! Owns: containerd supervision, the CRI client, pod workers (sandbox, init containers, containers,
-//! restarts with back-off, probes, volumes, status), orphan clean-up, the kubelet server.
+//! restarts with back-off, probes, volumes, status), orphan clean-up, the kubelet server, resource
+//! usage (the Summary API `metrics.k8s.io` is built from).
 //! Talks to the cluster only through the API server (`kube::Client`); never touches the store and never
 //! depends on the API server, scheduler or controllers crates.
 
@@ -17,6 +18,7 @@ mod node;
 mod pods;
 mod probes;
 mod server;
+mod stats;
 mod status;
 mod volumes;
 
@@ -124,6 +126,7 @@ pub(crate) struct Kubelet {
     pub client: kube::Client,
     pub cri: Cri,
     pub services: env::ServiceCache,
+    pub stats: stats::Stats,
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -185,7 +188,9 @@ pub async fn run(
         client,
         cri,
         services: env::ServiceCache::default(),
+        stats: stats::Stats::default(),
     });
+    tokio::spawn(stats::Stats::run(kubelet.clone(), shutdown.clone()));
     tokio::spawn(server::serve(
         kubelet.clone(),
         listener,

@@ -1,5 +1,5 @@
-//! The kubelet's HTTPS API (port 10250): `/healthz`, `/containerLogs`, `/exec`, `/attach`,
-//! `/portForward`, `/pods`. Only the API server's kubelet-client certificate (or `system:masters`) may
+//! The kubelet's HTTPS API (port 10250): `/healthz`, `/stats/summary`, `/containerLogs`, `/exec`,
+//! `/attach`, `/portForward`, `/pods`. Only the API server's kubelet-client certificate (or `system:masters`) may
 //! call it. Exec, attach and port-forward are handed to containerd's CRI streaming server: this server
 //! asks CRI for a one-time URL and forwards the request and its connection upgrade there unchanged, so
 //! SPDY and WebSocket clients both work.
@@ -35,6 +35,19 @@ fn full(status: StatusCode, text: impl Into<String>) -> Response<Body> {
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn json(value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(value.to_string()))
+            .map_err(|e: Infallible| match e {})
+            .boxed(),
+    );
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
     );
     resp
 }
@@ -106,6 +119,7 @@ async fn route(k: Arc<Kubelet>, req: Request<Incoming>) -> Response<Body> {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["healthz"] => full(StatusCode::OK, "ok"),
+        ["stats", "summary"] => json(&crate::stats::Stats::summary(&k).await),
         ["containerLogs", ns, pod, container] => {
             container_logs(&k, ns, pod, container, &query).await
         }

@@ -186,6 +186,159 @@ spec:
     );
 }
 
+/// Polls `kubectl <args>` until it succeeds with output `want` accepts.
+fn wait_output(
+    c: &Cluster,
+    args: &[&str],
+    want: impl Fn(&str) -> bool,
+    timeout: Duration,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = c.run(args);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if out.status.success() && want(&text) {
+            return text;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out waiting on {args:?}: last {text:?} {}\nserver log tail:\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                tail(&c.server_log(), 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A CPU quantity as `kubectl top` prints it (`123m`) in millicores.
+fn millicores(text: &str) -> u64 {
+    text.strip_suffix('m')
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("not millicores: {text:?}"))
+}
+
+#[test]
+fn kubectl_top_shows_node_and_pod_usage_from_the_kubelet() {
+    let c = Cluster::start_with_agent();
+    // One container spins under a 300m limit, the other sleeps: top must tell them apart.
+    c.apply_stdin(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: burner, labels: {{app: burner}}}}
+spec:
+  containers:
+  - name: spin
+    image: {BUSYBOX}
+    command: ["sh", "-c", "while true; do :; done"]
+    resources: {{limits: {{cpu: 300m, memory: 64Mi}}}}
+  - name: idle
+    image: {BUSYBOX}
+    command: ["sleep", "3600"]
+"#
+    ));
+    wait_for(
+        &c,
+        &["pod", "burner"],
+        "{.status.phase}",
+        |p| p == "Running",
+        Duration::from_secs(60),
+    );
+    // Discovery lists the group, so kubectl does not answer "Metrics API not available".
+    assert_contains(
+        &c.ok(&["api-resources", "--api-group=metrics.k8s.io"]),
+        "PodMetrics",
+    );
+    let node = c.jsonpath(&["nodes"], "{.items[0].metadata.name}");
+
+    // kubectl top node: NAME CPU(cores) CPU(%) MEMORY(bytes) MEMORY(%).
+    let top = wait_output(
+        &c,
+        &["top", "node"],
+        |t| t.contains(&node),
+        Duration::from_secs(30),
+    );
+    let row = support::table_rows(&top)
+        .into_iter()
+        .find(|r| r[0] == node)
+        .expect("the node's row");
+    assert!(millicores(&row[1]) > 0, "{top}");
+    assert!(
+        row[3].ends_with("Mi") && row[3].trim_end_matches("Mi").parse::<u64>().expect("MiB") > 0,
+        "{top}"
+    );
+
+    // kubectl top pod --containers: the spinning container uses CPU near its limit, the sleeping
+    // one next to none. The spinner's rate needs a window that includes some spinning: poll.
+    let top = wait_output(
+        &c,
+        &["top", "pod", "burner", "--containers"],
+        |t| {
+            support::table_rows(t).iter().any(|r| {
+                r.len() >= 4 && r[1] == "spin" && r[2].ends_with('m') && millicores(&r[2]) >= 100
+            })
+        },
+        Duration::from_secs(40),
+    );
+    let rows = support::table_rows(&top);
+    let idle = rows
+        .iter()
+        .find(|r| r[1] == "idle")
+        .expect("the idle container's row");
+    assert!(millicores(&idle[2]) < 50, "{top}");
+    let spin = rows
+        .iter()
+        .find(|r| r[1] == "spin")
+        .expect("the spinning container's row");
+    // Its limit holds it (cgroup quota), with room for the rate's window edges.
+    assert!(millicores(&spin[2]) <= 400, "{top}");
+
+    // The raw documents are metrics.k8s.io's.
+    let raw = c.ok(&[
+        "get",
+        "--raw",
+        &format!("/apis/metrics.k8s.io/v1beta1/nodes/{node}"),
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&raw).expect("json");
+    assert_eq!(doc["kind"], "NodeMetrics");
+    assert_eq!(doc["metadata"]["name"], node.as_str());
+    assert!(
+        doc["window"].as_str().is_some_and(|w| w.ends_with('s')),
+        "{doc}"
+    );
+    let list = c.ok(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods?labelSelector=app%3Dburner",
+    ]);
+    let list: serde_json::Value = serde_json::from_str(&list).expect("json");
+    assert_eq!(list["kind"], "PodMetricsList");
+    assert_eq!(list["items"][0]["metadata"]["name"], "burner");
+    assert_eq!(list["items"][0]["metadata"]["labels"]["app"], "burner");
+    // busybox's working set is under 1 MiB (top prints 0Mi) but not nothing.
+    for container in list["items"][0]["containers"]
+        .as_array()
+        .expect("containers")
+    {
+        let memory = container["usage"]["memory"].as_str().expect("memory");
+        assert!(memory != "0" && memory.ends_with("Ki"), "{container}");
+    }
+
+    // A pod that does not exist is NotFound, worded as metrics-server words it.
+    let err = c.fails(&["top", "pod", "missing"]);
+    assert_contains(
+        &err,
+        "podmetrics.metrics.k8s.io \"default/missing\" not found",
+    );
+    // The group is read-only.
+    let err = c.fails(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/nodes?watch=true",
+    ]);
+    assert_contains(&err, "MethodNotAllowed");
+}
+
 #[test]
 fn crash_loops_oom_kills_and_liveness_restarts() {
     let c = Cluster::start_with_agent();
