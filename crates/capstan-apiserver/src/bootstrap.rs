@@ -1,6 +1,6 @@
 //! What every cluster has from its first second: the `default`, `kube-system`, `kube-public` and
 //! `kube-node-lease` namespaces, the `system-node-critical` and `system-cluster-critical`
-//! PriorityClasses, and the `kubernetes` Service (first service IP, port 443) with Endpoints and an
+//! PriorityClasses, the default `local-path` StorageClass, and the `kubernetes` Service (first service IP, port 443) with Endpoints and an
 //! EndpointSlice that point at this API server.
 
 use std::sync::Arc;
@@ -87,6 +87,22 @@ async fn ensure(state: &Arc<ApiState>) -> Result<(), String> {
         )
         .await?;
     }
+    // k3s's default class: node-local directories provisioned on first use (the controller manager's
+    // local-path provisioner), so claims without a class work out of the box.
+    create_if_absent(
+        state,
+        "storage.k8s.io",
+        "storageclasses",
+        None,
+        json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "rancher.io/local-path",
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        }),
+    )
+    .await?;
     let ip = state.services.first();
     let port = state.advertise.port();
     create_if_absent(state, "", "services", Some("default"), json!({

@@ -323,7 +323,7 @@ fn pod_item(pod: &Value, stats: &Value, now: &str) -> Option<Value> {
 fn cpu_quantity(nanocores: u64) -> String {
     let mut value = nanocores;
     for suffix in ["n", "u", "m"] {
-        if value == 0 || value % 1000 != 0 {
+        if value == 0 || !value.is_multiple_of(1000) {
             return format!("{value}{suffix}");
         }
         value /= 1000;
@@ -339,7 +339,7 @@ fn memory_quantity(bytes: u64) -> String {
     let mut value = bytes;
     let mut suffix = "";
     for next in ["Ki", "Mi", "Gi", "Ti"] {
-        if value % 1024 != 0 {
+        if !value.is_multiple_of(1024) {
             break;
         }
         value /= 1024;

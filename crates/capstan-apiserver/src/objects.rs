@@ -288,6 +288,42 @@ pub(crate) fn admit_pod_priority(pod: &mut Value, cache: &WatchCache) -> Result<
     Ok(())
 }
 
+/// The annotation that marks the cluster's default StorageClass.
+const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
+
+/// DefaultStorageClass admission of a new claim: a claim that names no class (the field absent, not
+/// `""`, which asks for no class) gets the default one. Among several defaults kube takes the newest.
+pub(crate) fn admit_default_storage_class(claim: &mut Value, cache: &WatchCache) {
+    let spec = &mut claim["spec"];
+    if !spec.is_object() || spec.get("storageClassName").is_some_and(|c| !c.is_null()) {
+        return;
+    }
+    let Some(classes) = capstan_api::find("storage.k8s.io", "v1", "storageclasses") else {
+        return;
+    };
+    let (candidates, _, _) = cache.list(classes, None, None, |_| true, None);
+    let newest_default = candidates
+        .iter()
+        .map(|c| c.value())
+        .filter(|c| c["metadata"]["annotations"][DEFAULT_CLASS_ANNOTATION] == "true")
+        .max_by(|a, b| {
+            let created = |c: &Value| {
+                c["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            created(a).cmp(&created(b)).then_with(|| {
+                b["metadata"]["name"]
+                    .as_str()
+                    .cmp(&a["metadata"]["name"].as_str())
+            })
+        });
+    if let Some(class) = newest_default {
+        spec["storageClassName"] = class["metadata"]["name"].clone();
+    }
+}
+
 /// Priority admission of PriorityClasses: at most one may be the `globalDefault`.
 pub(crate) fn admit_priority_class(
     class: &Value,

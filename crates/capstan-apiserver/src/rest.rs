@@ -812,6 +812,9 @@ pub(crate) async fn create_object(
         if resource.plural == "pods" && resource.group.is_empty() {
             objects::admit_pod(&mut candidate, &req.state.admission);
         }
+        if resource.plural == "persistentvolumeclaims" && resource.group.is_empty() {
+            objects::admit_default_storage_class(&mut candidate, &req.state.cache);
+        }
         if resource.plural == "certificatesigningrequests" {
             objects::record_csr_requester(&mut candidate, req.user);
         }

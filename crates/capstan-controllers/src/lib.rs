@@ -14,6 +14,7 @@ mod job;
 mod namespace;
 mod node_ipam;
 mod node_lifecycle;
+mod persistentvolume;
 mod replicaset;
 mod serviceaccount;
 mod statefulset;
@@ -80,5 +81,6 @@ pub async fn run_all(client: kube::Client, config: ControllerConfig, shutdown: C
         job::run(ctx.clone(), shutdown.clone()),
         certificates::run(ctx.clone(), shutdown.clone()),
         cronjob::run(ctx.clone(), shutdown.clone()),
+        persistentvolume::run(ctx.clone(), shutdown.clone()),
     );
 }

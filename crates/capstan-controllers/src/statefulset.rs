@@ -15,8 +15,12 @@
 //!   recreated from the update revision); pods below the partition keep the current revision;
 //! - writes `status` and deletes revisions beyond `revisionHistoryLimit` that no pod uses.
 //!
-//! Left out: `volumeClaimTemplates` (Capstan has no PersistentVolumes yet, so no claims are made and
-//! `persistentVolumeClaimRetentionPolicy` is ignored) and `rollingUpdate.maxUnavailable` (alpha).
+//! - gives each pod its claims from `volumeClaimTemplates` (`<template>-<set>-<ordinal>`, created
+//!   before the pod when missing and then kept: the default `Retain` retention), mounted in place of
+//!   the template's volume of the same name.
+//!
+//! Left out: `persistentVolumeClaimRetentionPolicy` `Delete` (claims are always retained) and
+//! `rollingUpdate.maxUnavailable` (alpha).
 //! Pods are listed from the API server on every sync (a consistent read), so no expectations.
 
 use std::collections::BTreeMap;
@@ -25,7 +29,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
+};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -142,6 +148,11 @@ fn ordinal_of(pod: &Pod) -> Option<i32> {
 }
 
 /// The pod's name says it belongs to the set and the set's selector matches it (`isMemberOf`).
+/// The claim of template `template` for pod `ordinal` of set `set` (kube's `getPersistentVolumeClaimName`).
+fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
+    format!("{template}-{set}-{ordinal}")
+}
+
 fn is_member_of(set: &StatefulSet, pod: &Pod) -> bool {
     let name_matches = pod
         .metadata
@@ -621,12 +632,98 @@ impl Sync<'_> {
         if let Some(pod_spec) = pod.spec.as_mut() {
             pod_spec.hostname = Some(name.clone());
             pod_spec.subdomain = spec.service_name.clone().filter(|s| !s.is_empty());
+            // Each claim template becomes the pod's volume of that name (kube's updateStorage).
+            let volumes = pod_spec.volumes.get_or_insert_with(Vec::new);
+            for template in spec.volume_claim_templates.iter().flatten() {
+                let volume_name = template.metadata.name.clone().unwrap_or_default();
+                volumes.retain(|v| v.name != volume_name);
+                volumes.push(Volume {
+                    name: volume_name.clone(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: claim_name(&volume_name, self.name(), ordinal),
+                        read_only: None,
+                    }),
+                    ..Volume::default()
+                });
+            }
+            if volumes.is_empty() {
+                pod_spec.volumes = None;
+            }
         }
         pod.metadata.name = Some(name);
         Ok(pod)
     }
 
+    /// Creates the claims of pod `ordinal` that do not exist yet.
+    async fn create_claims(&self, ordinal: i32) -> Result<(), Error> {
+        let Some(templates) = self
+            .set
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_claim_templates.as_ref())
+        else {
+            return Ok(());
+        };
+        let ns = self.set.metadata.namespace.clone().unwrap_or_default();
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.state.client.clone(), &ns);
+        let selector_labels = self
+            .set
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.match_labels.clone())
+            .unwrap_or_default();
+        for template in templates {
+            let name = claim_name(
+                template.metadata.name.as_deref().unwrap_or_default(),
+                self.name(),
+                ordinal,
+            );
+            if claims.get_opt(&name).await?.is_some() {
+                continue;
+            }
+            let mut claim = template.clone();
+            claim.metadata = kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                labels: Some(
+                    template
+                        .metadata
+                        .labels
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .chain(selector_labels.clone())
+                        .collect(),
+                ),
+                annotations: template.metadata.annotations.clone(),
+                ..Default::default()
+            };
+            claim.status = None;
+            match claims.create(&PostParams::default(), &claim).await {
+                Ok(_) => {
+                    self.state
+                        .recorder
+                        .publish(
+                            self.set,
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            format!(
+                                "create Claim {name} Pod {}-{ordinal} in StatefulSet {} success",
+                                self.name(),
+                                self.name()
+                            ),
+                        )
+                        .await;
+                }
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     async fn create_pod(&self, ordinal: i32) -> Result<(), Error> {
+        self.create_claims(ordinal).await?;
         let pod = self.new_pod(ordinal)?;
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         match self.pods_api.create(&PostParams::default(), &pod).await {

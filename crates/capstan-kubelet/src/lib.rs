@@ -36,6 +36,9 @@ pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
 pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+/// The Node annotation naming the directory under which the `local-path` provisioner puts this
+/// node's volumes (k3s's provisioner has one fixed path; here each agent's data dir has its own).
+pub const LOCAL_STORAGE_ANNOTATION: &str = "capstan.io/local-storage-dir";
 /// Annotation on containers: how many times this container was restarted before.
 pub const ANNOTATION_RESTART_COUNT: &str = "io.kubernetes.container.restartCount";
 
@@ -83,6 +86,12 @@ impl KubeletConfig {
 
     fn logs_dir(&self) -> PathBuf {
         self.data_dir.join("logs")
+    }
+
+    /// Where `local-path` volumes of this node live (announced on the Node, see
+    /// [`LOCAL_STORAGE_ANNOTATION`]).
+    pub fn storage_dir(&self) -> PathBuf {
+        self.data_dir.join("storage")
     }
 }
 
@@ -149,6 +158,7 @@ pub async fn run(
         config.data_dir.clone(),
         config.pods_dir(),
         config.logs_dir(),
+        config.storage_dir(),
     ] {
         std::fs::create_dir_all(&dir).map_err(|e| KubeletError::io(&dir, e))?;
     }

@@ -311,10 +311,16 @@ pub(crate) async fn register(
     .into_iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
+    let annotations: BTreeMap<String, String> = [(
+        crate::LOCAL_STORAGE_ANNOTATION.to_string(),
+        k.config.storage_dir().display().to_string(),
+    )]
+    .into();
     let node = Node {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             labels: Some(labels.clone()),
+            annotations: Some(annotations.clone()),
             ..Default::default()
         },
         spec: None,
@@ -326,7 +332,9 @@ pub(crate) async fn register(
             api.patch(
                 name,
                 &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"metadata": {"labels": labels}})),
+                &Patch::Merge(
+                    serde_json::json!({"metadata": {"labels": labels, "annotations": annotations}}),
+                ),
             )
             .await?;
             tracing::info!(node = %name, "node already registered");

@@ -1,14 +1,16 @@
 //! Pod volumes on the node's disk: emptyDir, configMap, secret, hostPath, downwardAPI and projected
 //! (configMap/secret/downwardAPI sources), each a directory under `pods/<uid>/volumes/<name>` that is
-//! bind-mounted into the containers. Errors read as the kubelet's `FailedMount` messages.
+//! bind-mounted into the containers; and persistentVolumeClaims bound to node-local volumes
+//! (`hostPath` or `local` PersistentVolumes, which the `local-path` class provisions). Errors read as
+//! the kubelet's `FailedMount` messages.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, DownwardAPIVolumeFile, KeyToPath, ObjectFieldSelector, Pod, ResourceFieldSelector,
-    Secret,
+    ConfigMap, DownwardAPIVolumeFile, KeyToPath, ObjectFieldSelector, PersistentVolume,
+    PersistentVolumeClaim, Pod, ResourceFieldSelector, Secret,
 };
 use kube::Api;
 
@@ -108,13 +110,88 @@ pub(crate) async fn prepare(k: &Kubelet, pod: &Pod, uid: &str) -> Result<VolumeP
             }
             write_files(&dir, &files, p.default_mode.unwrap_or(0o644)).map_err(fail)?;
             dir
+        } else if let Some(claim) = &vol.persistent_volume_claim {
+            claim_path(k, &ns, &claim.claim_name).await.map_err(fail)?
         } else {
-            // Volume types that need storage plugins (PVCs, CSI, NFS...) are not supported by this node.
+            // Volume types that need storage plugins (CSI, NFS...) are not supported by this node.
             return Err(fail("volume type not supported by this node".into()));
         };
         out.insert(vol.name.clone(), path);
     }
     Ok(out)
+}
+
+/// The host directory of the volume bound to claim `ns/name`: only node-local volumes (`hostPath`,
+/// `local`) whose node affinity admits this node can be mounted here.
+async fn claim_path(k: &Kubelet, ns: &str, name: &str) -> Result<PathBuf, String> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(k.client.clone(), ns);
+    let claim = claims
+        .get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("persistentvolumeclaim \"{name}\" not found"))?;
+    let phase = claim
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
+    let volume = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .unwrap_or_default();
+    if phase != "Bound" || volume.is_empty() {
+        // The kubelet's words (volume manager's getPVCExtractPV).
+        return Err(format!(
+            "PVC {ns}/{name} has non-bound phase (\"{phase}\") or empty pvc.Spec.VolumeName (\"{volume}\")"
+        ));
+    }
+    let pv = Api::<PersistentVolume>::all(k.client.clone())
+        .get_opt(&volume)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("persistentvolume \"{volume}\" not found"))?;
+    let spec = pv.spec.unwrap_or_default();
+    if !node_affinity_admits(spec.node_affinity.as_ref(), &k.config.node_name) {
+        return Err(format!(
+            "volume \"{volume}\" has a node affinity that does not match node \"{}\"",
+            k.config.node_name
+        ));
+    }
+    if let Some(hp) = &spec.host_path {
+        host_path(&hp.path, hp.type_.as_deref().unwrap_or(""))
+    } else if let Some(local) = &spec.local {
+        host_path(&local.path, "Directory")
+    } else {
+        Err(format!(
+            "volume \"{volume}\" is not a node-local volume (hostPath or local); this node has no plugin for it"
+        ))
+    }
+}
+
+/// Whether a volume's required node affinity admits `node` by its `kubernetes.io/hostname`, the
+/// label node-local volumes are pinned with (terms on other keys are not checked here; the
+/// scheduler does that).
+fn node_affinity_admits(
+    affinity: Option<&k8s_openapi::api::core::v1::VolumeNodeAffinity>,
+    node: &str,
+) -> bool {
+    let Some(terms) = affinity
+        .and_then(|a| a.required.as_ref())
+        .map(|r| &r.node_selector_terms)
+    else {
+        return true;
+    };
+    terms.iter().any(|term| {
+        term.match_expressions.iter().flatten().all(|e| {
+            e.key != "kubernetes.io/hostname"
+                || match e.operator.as_str() {
+                    "In" => e.values.iter().flatten().any(|v| v == node),
+                    "NotIn" => !e.values.iter().flatten().any(|v| v == node),
+                    _ => true,
+                }
+        })
+    })
 }
 
 fn mkdir(dir: &Path) -> Result<(), String> {
@@ -405,6 +482,27 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::PodSpec;
     use kube::api::ObjectMeta;
+
+    #[test]
+    fn local_volumes_mount_only_on_their_node() {
+        let pinned: k8s_openapi::api::core::v1::VolumeNodeAffinity =
+            serde_json::from_value(serde_json::json!({"required": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}
+            ]}}))
+            .expect("affinity");
+        assert!(node_affinity_admits(Some(&pinned), "n1"));
+        assert!(!node_affinity_admits(Some(&pinned), "n2"));
+        assert!(node_affinity_admits(None, "n2"));
+        // Two terms: either admits.
+        let either: k8s_openapi::api::core::v1::VolumeNodeAffinity =
+            serde_json::from_value(serde_json::json!({"required": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]},
+                {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}]}
+            ]}}))
+            .expect("affinity");
+        assert!(node_affinity_admits(Some(&either), "n2"));
+        assert!(!node_affinity_admits(Some(&either), "n3"));
+    }
 
     fn pod() -> Pod {
         Pod {

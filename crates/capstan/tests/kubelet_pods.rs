@@ -340,6 +340,155 @@ spec:
 }
 
 #[test]
+fn local_path_volumes_bind_on_first_use_and_keep_data_across_pods() {
+    let c = Cluster::start_with_agent();
+    // k3s's default class is there from the start.
+    let classes = c.ok(&["get", "sc"]);
+    let row = support::table_rows(&classes)
+        .into_iter()
+        .find(|r| r[0] == "local-path")
+        .unwrap_or_else(|| panic!("no local-path class: {classes}"));
+    assert_eq!(
+        row[1..5],
+        [
+            "(default)",
+            "rancher.io/local-path",
+            "Delete",
+            "WaitForFirstConsumer"
+        ],
+        "{classes}"
+    );
+
+    // A claim without a class gets the default one and waits for its first consumer.
+    c.apply_stdin(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: scratch}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 64Mi}}\n",
+    );
+    assert_eq!(
+        c.jsonpath(&["pvc", "scratch"], "{.spec.storageClassName}"),
+        "local-path"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        c.jsonpath(&["pvc", "scratch"], "{.status.phase}"),
+        "Pending"
+    );
+
+    // A StatefulSet's claim templates: one claim per pod, bound once the pod is scheduled.
+    c.apply_stdin(&format!(
+        r#"apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: db}}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {{matchLabels: {{app: db}}}}
+  template:
+    metadata: {{labels: {{app: db}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: db
+        image: {BUSYBOX}
+        command: ["sh", "-c", "date >> /data/starts; sleep 3600"]
+        volumeMounts: [{{name: data, mountPath: /data}}]
+  volumeClaimTemplates:
+  - metadata: {{name: data}}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {{requests: {{storage: 128Mi}}}}
+"#
+    ));
+    wait_for(
+        &c,
+        &["pod", "db-0"],
+        "{.status.phase}",
+        |p| p == "Running",
+        Duration::from_secs(90),
+    );
+    assert_eq!(
+        c.jsonpath(&["pvc", "data-db-0"], "{.status.phase}"),
+        "Bound"
+    );
+    assert_eq!(
+        c.jsonpath(&["pvc", "data-db-0"], "{.metadata.labels.app}"),
+        "db"
+    );
+    let volume = c.jsonpath(&["pvc", "data-db-0"], "{.spec.volumeName}");
+    let uid = c.jsonpath(&["pvc", "data-db-0"], "{.metadata.uid}");
+    assert_eq!(volume, format!("pvc-{uid}"));
+    assert_eq!(
+        c.jsonpath(&["pvc", "data-db-0"], "{.status.capacity.storage}"),
+        "128Mi"
+    );
+    let pv = c.ok(&["get", "pv", &volume]);
+    let row = &support::table_rows(&pv)[0];
+    assert_eq!(
+        row[1..7],
+        [
+            "128Mi",
+            "RWO",
+            "Delete",
+            "Bound",
+            "default/data-db-0",
+            "local-path"
+        ],
+        "{pv}"
+    );
+    // The data lives in the agent's storage dir on the host, under k3s's directory name.
+    let host_dir = c.jsonpath(&["pv", &volume], "{.spec.hostPath.path}");
+    assert!(
+        host_dir.ends_with(&format!("/storage/{volume}_default_data-db-0")),
+        "{host_dir}"
+    );
+    c.ok(&["exec", "db-0", "--", "sh", "-c", "echo kept > /data/marker"]);
+    assert_eq!(
+        std::fs::read_to_string(format!("{host_dir}/marker")).expect("marker on the host"),
+        "kept\n"
+    );
+
+    // The replacement pod gets the same claim and finds the data.
+    let first_uid = c.jsonpath(&["pod", "db-0"], "{.metadata.uid}");
+    c.ok(&["delete", "pod", "db-0", "--wait=false"]);
+    wait_for(
+        &c,
+        &["pod", "db-0"],
+        "{.metadata.uid} {.status.phase}",
+        |s| !s.starts_with(&first_uid) && s.ends_with("Running"),
+        Duration::from_secs(90),
+    );
+    assert_eq!(
+        c.ok(&["exec", "db-0", "--", "cat", "/data/marker"]),
+        "kept\n"
+    );
+    let starts = c.ok(&["exec", "db-0", "--", "cat", "/data/starts"]);
+    assert_eq!(starts.lines().count(), 2, "{starts}");
+
+    // The standalone claim binds when a pod uses it; deleting both deletes the volume (Delete).
+    c.apply_stdin(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: user}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: {BUSYBOX}, command: [sleep, '3600'], volumeMounts: [{{name: s, mountPath: /s}}]}}\n  volumes: [{{name: s, persistentVolumeClaim: {{claimName: scratch}}}}]\n"
+    ));
+    wait_for(
+        &c,
+        &["pod", "user"],
+        "{.status.phase}",
+        |p| p == "Running",
+        Duration::from_secs(90),
+    );
+    let scratch_volume = c.jsonpath(&["pvc", "scratch"], "{.spec.volumeName}");
+    assert!(scratch_volume.starts_with("pvc-"), "{scratch_volume}");
+    c.ok(&["delete", "pod", "user"]);
+    c.ok(&["delete", "pvc", "scratch"]);
+    wait_output(
+        &c,
+        &["get", "pv", "-o", "name"],
+        |t| !t.contains(&scratch_volume),
+        Duration::from_secs(30),
+    );
+    // The StatefulSet's volume stays.
+    c.ok(&["get", "pv", &volume]);
+}
+
+#[test]
 fn crash_loops_oom_kills_and_liveness_restarts() {
     let c = Cluster::start_with_agent();
     c.apply_stdin(&format!(

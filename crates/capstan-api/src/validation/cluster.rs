@@ -89,8 +89,13 @@ pub(crate) fn validate_persistent_volume_claim(
         // Only a bound claim may grow (resources.requests); nothing else in spec changes.
         let old_spec = old.get("spec").unwrap_or(&Value::Null);
         let bound = old["status"]["phase"] == "Bound";
+        // Binding sets `volumeName` once: an empty one may take the new value (kube's strategy).
+        let unset_volume = old_spec["volumeName"].as_str().is_none_or(str::is_empty);
         let comparable = |s: &Value| -> Value {
             let mut s = s.clone();
+            if unset_volume && let Some(map) = s.as_object_mut() {
+                map.remove("volumeName");
+            }
             if bound && let Some(resources) = s.get_mut("resources").and_then(Value::as_object_mut)
             {
                 resources.remove("requests");
