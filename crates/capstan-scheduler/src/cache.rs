@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::NodeSelector;
+
 use crate::types::{HostPort, NodeSpec, PodInfo, PodKey, Resources};
 
 /// One node and what is assigned to it.
@@ -90,9 +92,49 @@ pub struct Cache {
     placements: HashMap<PodKey, Placement>,
     /// Assigned pods with required anti-affinity terms (checked against every incoming pod).
     with_anti_affinity: HashSet<PodKey>,
+    /// PersistentVolumeClaims by `namespace/name`: the volume each is bound to, if any.
+    claims: HashMap<String, Option<String>>,
+    /// PersistentVolumes by name: their required node affinity, if any.
+    volumes: HashMap<String, Option<NodeSelector>>,
 }
 
 impl Cache {
+    /// Replaces every known claim (after a list).
+    pub fn set_claims(&mut self, claims: HashMap<String, Option<String>>) {
+        self.claims = claims;
+    }
+
+    pub fn upsert_claim(&mut self, key: String, volume: Option<String>) {
+        self.claims.insert(key, volume);
+    }
+
+    pub fn remove_claim(&mut self, key: &str) {
+        self.claims.remove(key);
+    }
+
+    /// The claim `namespace/name`: `None` when unknown, `Some(None)` while unbound.
+    pub fn claim(&self, key: &str) -> Option<Option<&str>> {
+        self.claims.get(key).map(Option::as_deref)
+    }
+
+    /// Replaces every known volume (after a list).
+    pub fn set_volumes(&mut self, volumes: HashMap<String, Option<NodeSelector>>) {
+        self.volumes = volumes;
+    }
+
+    pub fn upsert_volume(&mut self, name: String, affinity: Option<NodeSelector>) {
+        self.volumes.insert(name, affinity);
+    }
+
+    pub fn remove_volume(&mut self, name: &str) {
+        self.volumes.remove(name);
+    }
+
+    /// The required node affinity of volume `name` (`None` when unknown or unpinned).
+    pub fn volume_affinity(&self, name: &str) -> Option<&NodeSelector> {
+        self.volumes.get(name).and_then(Option::as_ref)
+    }
+
     pub fn live_count(&self) -> usize {
         self.live.len()
     }

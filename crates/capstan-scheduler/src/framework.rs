@@ -8,6 +8,7 @@ use std::fmt::Debug;
 
 use crate::cache::{Cache, NodeInfo};
 use crate::plugins::inter_pod_affinity::InterPodAffinityState;
+use crate::plugins::volume_binding::VolumeBindingState;
 use crate::types::PodInfo;
 
 /// Highest score a plugin gives a node (kube: `framework.MaxNodeScore`).
@@ -51,6 +52,7 @@ impl Status {
 #[derive(Debug, Default)]
 pub struct CycleState {
     pub inter_pod_affinity: Option<InterPodAffinityState>,
+    pub volume_binding: Option<VolumeBindingState>,
 }
 
 /// Decides whether a pod fits a node.

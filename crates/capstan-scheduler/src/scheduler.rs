@@ -1,4 +1,4 @@
-//! The running scheduler: two watches (pods, nodes) feed one loop that owns the cache and the
+//! The running scheduler: watches (pods, nodes, and the claims and volumes VolumeBinding reads) feed one loop that owns the cache and the
 //! queue — no locks — and schedules one pod at a time; bindings run concurrently (bounded) while the
 //! next pod is scheduled, and report back to the loop. Events and status updates go through a
 //! best-effort side channel (dropped when full, as kube's event broadcaster does).
@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use capstan_client::Lean;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, Event, EventSource, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Binding, Event, EventSource, Node, NodeSelector, ObjectReference, PersistentVolume,
+    PersistentVolumeClaim, Pod,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -37,6 +40,14 @@ enum Msg {
     Node(NodeSpec),
     NodeGone(String),
     NodesSynced,
+    /// Every claim after a (re)list: `namespace/name` -> bound volume.
+    Claims(HashMap<String, Option<String>>),
+    Claim(String, Option<String>),
+    ClaimGone(String),
+    /// Every volume after a (re)list: name -> required node affinity.
+    Volumes(HashMap<String, Option<NodeSelector>>),
+    Volume(String, Option<NodeSelector>),
+    VolumeGone(String),
 }
 
 /// What a binding task reports.
@@ -113,6 +124,95 @@ async fn watch_nodes(client: Client, tx: mpsc::Sender<Msg>) {
     }
 }
 
+fn claim_entry(claim: &PersistentVolumeClaim) -> (String, Option<String>) {
+    let key = format!(
+        "{}/{}",
+        claim.metadata.namespace.as_deref().unwrap_or_default(),
+        claim.metadata.name.as_deref().unwrap_or_default()
+    );
+    let volume = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .filter(|v| !v.is_empty());
+    (key, volume)
+}
+
+fn volume_entry(volume: &PersistentVolume) -> (String, Option<NodeSelector>) {
+    let affinity = volume
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_affinity.as_ref())
+        .and_then(|a| a.required.clone());
+    (volume.metadata.name.clone().unwrap_or_default(), affinity)
+}
+
+/// Claims (and, below, volumes) for the VolumeBinding filter: a (re)list is sent whole once done,
+/// so the loop never sees a half-listed set.
+async fn watch_claims(client: Client, tx: mpsc::Sender<Msg>) {
+    let mut stream = watcher(Api::<Lean<PersistentVolumeClaim>>::all(client));
+    let mut listing: Option<HashMap<String, Option<String>>> = None;
+    while let Some(event) = stream.next().await {
+        let msg = match event {
+            Ok(WatchEvent::Init) => {
+                listing = Some(HashMap::new());
+                continue;
+            }
+            Ok(WatchEvent::InitApply(c)) => {
+                let (key, volume) = claim_entry(&c.0);
+                listing.get_or_insert_with(HashMap::new).insert(key, volume);
+                continue;
+            }
+            Ok(WatchEvent::InitDone) => Msg::Claims(listing.take().unwrap_or_default()),
+            Ok(WatchEvent::Apply(c)) => {
+                let (key, volume) = claim_entry(&c.0);
+                Msg::Claim(key, volume)
+            }
+            Ok(WatchEvent::Delete(c)) => Msg::ClaimGone(claim_entry(&c.0).0),
+            Err(e) => {
+                warn!(error = %e, "claim watch failed; retrying");
+                continue;
+            }
+        };
+        if tx.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn watch_volumes(client: Client, tx: mpsc::Sender<Msg>) {
+    let mut stream = watcher(Api::<Lean<PersistentVolume>>::all(client));
+    let mut listing: Option<HashMap<String, Option<NodeSelector>>> = None;
+    while let Some(event) = stream.next().await {
+        let msg = match event {
+            Ok(WatchEvent::Init) => {
+                listing = Some(HashMap::new());
+                continue;
+            }
+            Ok(WatchEvent::InitApply(v)) => {
+                let (name, affinity) = volume_entry(&v.0);
+                listing
+                    .get_or_insert_with(HashMap::new)
+                    .insert(name, affinity);
+                continue;
+            }
+            Ok(WatchEvent::InitDone) => Msg::Volumes(listing.take().unwrap_or_default()),
+            Ok(WatchEvent::Apply(v)) => {
+                let (name, affinity) = volume_entry(&v.0);
+                Msg::Volume(name, affinity)
+            }
+            Ok(WatchEvent::Delete(v)) => Msg::VolumeGone(volume_entry(&v.0).0),
+            Err(e) => {
+                warn!(error = %e, "volume watch failed; retrying");
+                continue;
+            }
+        };
+        if tx.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
 fn watcher<K>(
     api: Api<K>,
 ) -> futures::stream::BoxStream<'static, Result<WatchEvent<K>, watcher::Error>>
@@ -141,6 +241,8 @@ struct Core {
     effects: mpsc::Sender<Effect>,
     pods_synced: bool,
     nodes_synced: bool,
+    claims_synced: bool,
+    volumes_synced: bool,
     pod_relist: Option<HashSet<PodKey>>,
     node_relist: Option<HashSet<String>>,
     /// Last PodScheduled=False message written per pod (skip identical rewrites).
@@ -187,6 +289,26 @@ impl Core {
                 }
             }
             Msg::NodeGone(name) => self.cache.remove_node(&name),
+            Msg::Claims(claims) => {
+                self.cache.set_claims(claims);
+                self.claims_synced = true;
+                self.queue.move_all_unschedulable(now);
+            }
+            Msg::Claim(key, volume) => {
+                self.cache.upsert_claim(key, volume);
+                self.queue.move_all_unschedulable(now);
+            }
+            Msg::ClaimGone(key) => self.cache.remove_claim(&key),
+            Msg::Volumes(volumes) => {
+                self.cache.set_volumes(volumes);
+                self.volumes_synced = true;
+                self.queue.move_all_unschedulable(now);
+            }
+            Msg::Volume(name, affinity) => {
+                self.cache.upsert_volume(name, affinity);
+                self.queue.move_all_unschedulable(now);
+            }
+            Msg::VolumeGone(name) => self.cache.remove_volume(&name),
             Msg::NodesSynced => {
                 if let Some(seen) = self.node_relist.take() {
                     for name in self.cache.all_node_names() {
@@ -337,7 +459,8 @@ impl Core {
             while let Ok(outcome) = bind_rx.try_recv() {
                 self.bound(outcome);
             }
-            let synced = self.pods_synced && self.nodes_synced;
+            let synced =
+                self.pods_synced && self.nodes_synced && self.claims_synced && self.volumes_synced;
             let now = Instant::now();
             if synced {
                 if now.duration_since(self.last_leftover_flush) >= Duration::from_secs(30) {
@@ -531,6 +654,8 @@ pub(crate) async fn run(
         effects: effects_tx,
         pods_synced: false,
         nodes_synced: false,
+        claims_synced: false,
+        volumes_synced: false,
         pod_relist: None,
         node_relist: None,
         conditions: HashMap::new(),
@@ -539,7 +664,9 @@ pub(crate) async fn run(
     };
     let tasks = [
         tokio::spawn(watch_pods(client.clone(), tx.clone())),
-        tokio::spawn(watch_nodes(client.clone(), tx)),
+        tokio::spawn(watch_nodes(client.clone(), tx.clone())),
+        tokio::spawn(watch_claims(client.clone(), tx.clone())),
+        tokio::spawn(watch_volumes(client.clone(), tx)),
         tokio::spawn(effects_worker(client, options.instance.clone(), effects_rx)),
     ];
     core.run(rx, bind_rx, shutdown).await;

@@ -153,6 +153,8 @@ pub struct PodInfo {
     pub required_pod_affinity: Vec<PodAffinityTerm>,
     pub required_pod_anti_affinity: Vec<PodAffinityTerm>,
     pub preferred_pod_anti_affinity: Vec<WeightedPodAffinityTerm>,
+    /// Names of the PersistentVolumeClaims the pod's volumes use (in its namespace).
+    pub claims: Vec<String>,
 }
 
 impl PodInfo {
@@ -193,6 +195,13 @@ impl PodInfo {
                 })
             })
             .collect();
+        let claims = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.persistent_volume_claim.as_ref())
+            .map(|c| c.claim_name.clone())
+            .collect();
         let affinity = spec.affinity.unwrap_or_default();
         let node_affinity = affinity.node_affinity.unwrap_or_default();
         let pod_affinity = affinity.pod_affinity.unwrap_or_default();
@@ -232,6 +241,7 @@ impl PodInfo {
             preferred_pod_anti_affinity: anti
                 .preferred_during_scheduling_ignored_during_execution
                 .unwrap_or_default(),
+            claims,
         }
     }
 
@@ -248,6 +258,7 @@ impl PodInfo {
             && self.required_pod_affinity == other.required_pod_affinity
             && self.required_pod_anti_affinity == other.required_pod_anti_affinity
             && self.priority == other.priority
+            && self.claims == other.claims
     }
 }
 

@@ -394,3 +394,81 @@ async fn pods_of_one_owner_spread_evenly_by_score() {
     assert_eq!(per_node.len(), 3, "{nodes:?}");
     assert!(per_node.values().all(|&c| c == 2), "{per_node:?}");
 }
+
+async fn create_volume(client: &Client, value: Value) {
+    let pv: k8s_openapi::api::core::v1::PersistentVolume =
+        serde_json::from_value(value).expect("volume");
+    Api::all(client.clone())
+        .create(&PostParams::default(), &pv)
+        .await
+        .expect("create volume");
+}
+
+async fn create_claim(client: &Client, value: Value) {
+    let pvc: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+        serde_json::from_value(value).expect("claim");
+    Api::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &pvc)
+        .await
+        .expect("create claim");
+}
+
+fn with_claim(claim: &str) -> Value {
+    json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_follows_its_claims_local_volume_and_waits_for_a_missing_claim() {
+    let env = env().await;
+    three_nodes(&env.client).await;
+    // A claim bound to a volume that lives on node-2.
+    create_volume(
+        &env.client,
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": "pv-data"},
+            "spec": {
+                "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": "/tmp/pv-data"},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-2"]}]}]}},
+            },
+        }),
+    )
+    .await;
+    create_claim(
+        &env.client,
+        json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data", "namespace": "default"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                     "resources": {"requests": {"storage": "1Gi"}}, "volumeName": "pv-data"},
+        }),
+    )
+    .await;
+    for i in 0..3 {
+        let name = format!("db-{i}");
+        create_pod(&env.client, pod_json(&name, "100m", with_claim("data"))).await;
+    }
+    let nodes = wait_bound(&env.client, &["db-0", "db-1", "db-2"]).await;
+    assert_eq!(nodes, ["node-2", "node-2", "node-2"]);
+
+    // A pod naming a claim that does not exist waits, with kube's reason, until the claim appears.
+    create_pod(&env.client, pod_json("late", "100m", with_claim("later"))).await;
+    let event = wait_event(&env.client, "late", "FailedScheduling").await;
+    let message = event.message.unwrap_or_default();
+    assert!(
+        message.contains("persistentvolumeclaim \"later\" not found"),
+        "{message}"
+    );
+    assert_eq!(node_of(&env.client, "late").await, None);
+    create_claim(&env.client, json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "later", "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .await;
+    // Unbound (its class binds on first use): any node will do.
+    let nodes = wait_bound(&env.client, &["late"]).await;
+    assert!(nodes[0].starts_with("node-"), "{nodes:?}");
+}

@@ -13,6 +13,7 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod selector_spread;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 use crate::framework::{Filter, Score};
 
@@ -25,6 +26,7 @@ pub const DEFAULT_FILTERS: &[&str] = &[
     node_affinity::NAME,
     node_ports::NAME,
     node_resources_fit::NAME,
+    volume_binding::NAME,
     inter_pod_affinity::NAME,
 ];
 
@@ -49,6 +51,7 @@ pub fn filter(name: &str) -> Option<Box<dyn Filter>> {
         node_ports::NAME => Box::new(node_ports::NodePorts),
         node_resources_fit::NAME => Box::new(node_resources_fit::NodeResourcesFit),
         inter_pod_affinity::NAME => Box::new(inter_pod_affinity::InterPodAffinity),
+        volume_binding::NAME => Box::new(volume_binding::VolumeBinding),
         _ => return None,
     })
 }
