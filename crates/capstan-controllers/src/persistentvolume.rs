@@ -9,8 +9,7 @@
 //! the claim, else (`Immediate`) the first Ready schedulable node. Binding is what kube's PV
 //! controller does for a provisioned volume: the claim's `spec.volumeName`, then both statuses
 //! `Bound`. A released volume (its claim deleted) is deleted when its reclaim policy is `Delete`
-//! (the kubelet does not remove the directory: see ARCHITECTURE's left-out list), kept as
-//! `Released` when `Retain`.
+//! (its node's kubelet then removes the directory), kept as `Released` when `Retain`.
 //!
 //! Left out: binding claims to pre-created volumes of other classes (static provisioning), and the
 //! `pvc-protection` finalizer.

@@ -201,6 +201,19 @@ pub async fn run(
         stats: stats::Stats::default(),
     });
     tokio::spawn(stats::Stats::run(kubelet.clone(), shutdown.clone()));
+    {
+        let kubelet = kubelet.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                volumes::reclaim_local_volumes(&kubelet).await;
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
     tokio::spawn(server::serve(
         kubelet.clone(),
         listener,

@@ -169,6 +169,41 @@ async fn claim_path(k: &Kubelet, ns: &str, name: &str) -> Result<PathBuf, String
     }
 }
 
+/// Removes the directories of this node's `local-path` volumes whose PersistentVolume is gone (the
+/// provisioner deletes a released volume with reclaim policy `Delete`; the data goes with it here,
+/// as k3s's helper pod removes it there). Only a definite NotFound removes anything.
+pub(crate) async fn reclaim_local_volumes(k: &Kubelet) {
+    let Ok(entries) = std::fs::read_dir(k.config.storage_dir()) else {
+        return;
+    };
+    let volumes: Api<PersistentVolume> = Api::all(k.client.clone());
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(dir_name) = file_name.to_str() else {
+            continue;
+        };
+        // `<pv>_<namespace>_<claim>`, the provisioner's naming.
+        let Some((volume, _)) = dir_name.split_once('_') else {
+            continue;
+        };
+        if !volume.starts_with("pvc-") {
+            continue;
+        }
+        match volumes.get_opt(volume).await {
+            Ok(None) => {
+                tracing::info!(%volume, path = %entry.path().display(), "removing the data of a deleted volume");
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                    tracing::warn!(%volume, error = %e, "could not remove a deleted volume's data");
+                }
+            }
+            Ok(Some(_)) => {}
+            Err(e) => {
+                tracing::debug!(%volume, error = %e, "volume lookup failed; keeping its data")
+            }
+        }
+    }
+}
+
 /// Whether a volume's required node affinity admits `node` by its `kubernetes.io/hostname`, the
 /// label node-local volumes are pinned with (terms on other keys are not checked here; the
 /// scheduler does that).

@@ -476,6 +476,8 @@ spec:
     );
     let scratch_volume = c.jsonpath(&["pvc", "scratch"], "{.spec.volumeName}");
     assert!(scratch_volume.starts_with("pvc-"), "{scratch_volume}");
+    let scratch_dir = c.jsonpath(&["pv", &scratch_volume], "{.spec.hostPath.path}");
+    assert!(std::path::Path::new(&scratch_dir).is_dir(), "{scratch_dir}");
     c.ok(&["delete", "pod", "user"]);
     c.ok(&["delete", "pvc", "scratch"]);
     wait_output(
@@ -484,6 +486,13 @@ spec:
         |t| !t.contains(&scratch_volume),
         Duration::from_secs(30),
     );
+    // ... and its node's kubelet removes the data.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&scratch_dir).exists() {
+        assert!(Instant::now() < deadline, "{scratch_dir} still there");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(std::path::Path::new(&host_dir).is_dir(), "{host_dir}");
     // The StatefulSet's volume stays.
     c.ok(&["get", "pv", &volume]);
 }
