@@ -324,6 +324,23 @@ pub(crate) fn admit_default_storage_class(claim: &mut Value, cache: &WatchCache)
     }
 }
 
+/// The finalizer that keeps a claim while pods use it (kube's StorageObjectInUseProtection
+/// admission adds it to every new claim; the controller manager removes it once no pod uses it).
+pub(crate) const CLAIM_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
+
+/// StorageObjectInUseProtection admission of a new claim.
+pub(crate) fn admit_claim_protection(claim: &mut Value) {
+    let meta = metadata_mut(claim);
+    let finalizers = meta
+        .entry("finalizers")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Some(list) = finalizers.as_array_mut()
+        && !list.iter().any(|f| f == CLAIM_PROTECTION_FINALIZER)
+    {
+        list.push(json!(CLAIM_PROTECTION_FINALIZER));
+    }
+}
+
 /// Priority admission of PriorityClasses: at most one may be the `globalDefault`.
 pub(crate) fn admit_priority_class(
     class: &Value,

@@ -11,8 +11,10 @@
 //! `Bound`. A released volume (its claim deleted) is deleted when its reclaim policy is `Delete`
 //! (its node's kubelet then removes the directory), kept as `Released` when `Retain`.
 //!
-//! Left out: binding claims to pre-created volumes of other classes (static provisioning), and the
-//! `pvc-protection` finalizer.
+//! It also releases the `kubernetes.io/pvc-protection` finalizer of deleted claims no running pod
+//! uses (kube's pvc-protection controller).
+//!
+//! Left out: binding claims to pre-created volumes of other classes (static provisioning).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,14 +47,13 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let released = released_volumes(ctx.clone());
     let claims_controller = Controller::new(claims, watcher::Config::default())
-        // A scheduled pod is the first consumer a WaitForFirstConsumer claim waits for.
         .watches(pods, watcher::Config::default(), |pod: Pod| {
+            // Scheduled pods are the first consumers WaitForFirstConsumer claims wait for; any pod
+            // change (its deletion too) may release a deleted claim's protection.
             let ns = pod.namespace().unwrap_or_default();
-            let scheduled = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
             let refs: Vec<ObjectRef<PersistentVolumeClaim>> = pod
                 .spec
                 .iter()
-                .filter(|_| scheduled)
                 .flat_map(|s| s.volumes.iter().flatten())
                 .filter_map(|v| v.persistent_volume_claim.as_ref())
                 .map(|c| ObjectRef::new(&c.claim_name).within(&ns))
@@ -77,6 +78,72 @@ fn error_policy(
     Action::requeue(Duration::from_secs(2))
 }
 
+/// The finalizer that keeps a claim while pods use it (added by the API server at create).
+const PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
+
+/// The `pvc-protection` controller's part: a deleted claim keeps its finalizer while a pod that
+/// is not finished uses it (the pod watch brings the claim back here when that pod goes), so its
+/// volume — and with `Delete` the data — outlives no pod that still mounts it.
+async fn release_protection(
+    ctx: &Context,
+    claim: &PersistentVolumeClaim,
+) -> Result<Action, kube::Error> {
+    let finalizers = claim.finalizers();
+    if !finalizers.iter().any(|f| f == PROTECTION_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let ns = claim.namespace().unwrap_or_default();
+    let name = claim.name_any();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let in_use = pods
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .any(|p| {
+            let finished = p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_some_and(|phase| phase == "Succeeded" || phase == "Failed");
+            !finished && uses_claim(p, &name)
+        });
+    if in_use {
+        // Re-checked when a pod using it changes; the requeue is a safety net.
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
+    let rest: Vec<&String> = finalizers
+        .iter()
+        .filter(|f| *f != PROTECTION_FINALIZER)
+        .collect();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+    // The resourceVersion makes it a compare-and-swap: a finalizer added meanwhile is not lost.
+    let patch =
+        json!({"metadata": {"finalizers": rest, "resourceVersion": claim.resource_version()}});
+    match claims
+        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Ok(Action::await_change()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            Ok(Action::requeue(Duration::from_millis(200)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn uses_claim(pod: &Pod, claim: &str) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| {
+            v.persistent_volume_claim
+                .as_ref()
+                .is_some_and(|c| c.claim_name == claim)
+        })
+}
+
 /// The name of the volume provisioned for a claim (kube's `pvc-<claim uid>`).
 fn volume_name(claim: &PersistentVolumeClaim) -> String {
     format!("pvc-{}", claim.uid().unwrap_or_default())
@@ -91,7 +158,7 @@ async fn reconcile(
     let span = tracing::debug_span!("reconcile", controller = "persistentvolume", key = %format!("{ns}/{name}"));
     async move {
         if claim.metadata.deletion_timestamp.is_some() {
-            return Ok(Action::await_change());
+            return release_protection(&ctx, &claim).await;
         }
         let spec = claim.spec.clone().unwrap_or_default();
         let Some(class_name) = spec.storage_class_name.clone().filter(|c| !c.is_empty()) else {

@@ -478,8 +478,25 @@ spec:
     assert!(scratch_volume.starts_with("pvc-"), "{scratch_volume}");
     let scratch_dir = c.jsonpath(&["pv", &scratch_volume], "{.spec.hostPath.path}");
     assert!(std::path::Path::new(&scratch_dir).is_dir(), "{scratch_dir}");
+    // Deleting a claim a running pod uses waits for the pod (pvc-protection): nothing is released.
+    assert_eq!(
+        c.jsonpath(&["pvc", "scratch"], "{.metadata.finalizers}"),
+        r#"["kubernetes.io/pvc-protection"]"#
+    );
+    c.ok(&["delete", "pvc", "scratch", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        c.jsonpath(&["pvc", "scratch"], "{.status.phase}"),
+        "Bound",
+        "a claim in use must stay"
+    );
+    assert!(
+        !c.jsonpath(&["pvc", "scratch"], "{.metadata.deletionTimestamp}")
+            .is_empty()
+    );
+    c.ok(&["get", "pv", &scratch_volume]);
+    assert!(std::path::Path::new(&scratch_dir).is_dir(), "{scratch_dir}");
     c.ok(&["delete", "pod", "user"]);
-    c.ok(&["delete", "pvc", "scratch"]);
     wait_output(
         &c,
         &["get", "pv", "-o", "name"],
