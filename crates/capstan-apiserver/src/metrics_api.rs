@@ -6,7 +6,7 @@
 //! metrics-server's does.
 //!
 //! Like metrics-server, a node or pod whose kubelet does not answer (or has no CPU rate yet) is left
-//! out of lists, and a `get` of it is NotFound.
+//! out of lists, and a `get` of it is NotFound. Kubelets of nodes that are not Ready are not asked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -190,7 +190,8 @@ async fn node_metrics(
     now: &str,
 ) -> ApiResult<Vec<Value>> {
     let nodes = selected(state, "nodes", path, labels, fields)?;
-    let refs: Vec<&Value> = nodes.iter().collect();
+    // A node that is not Ready rarely answers: asking would hold the whole answer for the timeout.
+    let refs: Vec<&Value> = nodes.iter().filter(|n| is_ready(n)).collect();
     let summaries = summaries(state, &refs).await;
     Ok(nodes
         .iter()
@@ -200,6 +201,14 @@ async fn node_metrics(
             node_item(node, &summary["node"], now)
         })
         .collect())
+}
+
+/// Whether a Node object's Ready condition is True.
+fn is_ready(node: &Value) -> bool {
+    node["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// One NodeMetrics from the node's Summary; `None` until its CPU rate is known.
@@ -256,6 +265,7 @@ async fn pod_metrics(
     let none = FieldSelector::parse("").map_err(ApiError::bad_request)?;
     let nodes: Vec<Value> = selected(state, "nodes", &nodes_path, &all, &none)?
         .into_iter()
+        .filter(is_ready)
         .filter(|n| {
             n["metadata"]["name"]
                 .as_str()
@@ -383,6 +393,17 @@ mod tests {
     fn summary_cpu(cores: u64) -> Value {
         json!({"time": "2026-12-03T10:00:00Z", "usageNanoCores": cores,
                "usageCoreNanoSeconds": 99, "usageWindowNanoSeconds": 10_000_000_000u64})
+    }
+
+    #[test]
+    fn only_ready_nodes_are_asked() {
+        let node = |status: &str| {
+            json!({"status": {"conditions": [{"type": "MemoryPressure", "status": "False"},
+                                              {"type": "Ready", "status": status}]}})
+        };
+        assert!(is_ready(&node("True")));
+        assert!(!is_ready(&node("Unknown")));
+        assert!(!is_ready(&json!({"metadata": {"name": "new"}})));
     }
 
     #[test]
