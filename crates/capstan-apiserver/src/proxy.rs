@@ -180,17 +180,7 @@ async fn logs(
     target: Uri,
     name: &str,
 ) -> ApiResult<Response<Body>> {
-    let request = Request::get(target.clone())
-        .body(http_body_util::Empty::<Bytes>::new())
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let response = capstan_streams::forward(
-        request,
-        &target,
-        state.kubelet_client_tls.clone(),
-        Some(kubelet.server_name),
-    )
-    .await
-    .map_err(|e| unknown_error(format!("Get \"{target}\": {}", chain(&e))))?;
+    let response = get_from(state, &kubelet, &target).await?;
     let status = response.status();
     if !(200..=206).contains(&status.as_u16()) {
         let text = error_body(response.into_body()).await;
@@ -202,6 +192,25 @@ async fn logs(
         HeaderValue::from_static("text/plain"),
     );
     Ok(proxied)
+}
+
+/// A GET of `target` on `kubelet`, answered as soon as the response head arrives.
+async fn get_from(
+    state: &ApiState,
+    kubelet: &Kubelet,
+    target: &Uri,
+) -> ApiResult<Response<capstan_streams::ForwardBody>> {
+    let request = Request::get(target.clone())
+        .body(http_body_util::Empty::<Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    capstan_streams::forward(
+        request,
+        target,
+        state.kubelet_client_tls.clone(),
+        Some(kubelet.server_name.clone()),
+    )
+    .await
+    .map_err(|e| unknown_error(format!("Get \"{target}\": {}", chain(&e))))
 }
 
 /// A GET of `path` on the kubelet of the Node object `node`, its whole body (at most `limit` bytes,
@@ -216,17 +225,7 @@ pub(crate) async fn kubelet_get(
     let kubelet = kubelet_endpoint(node)?;
     let target = kubelet.uri(path, "")?;
     let fetch = async {
-        let request = Request::get(target.clone())
-            .body(http_body_util::Empty::<Bytes>::new())
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let response = capstan_streams::forward(
-            request,
-            &target,
-            state.kubelet_client_tls.clone(),
-            Some(kubelet.server_name.clone()),
-        )
-        .await
-        .map_err(|e| unknown_error(format!("Get \"{target}\": {}", chain(&e))))?;
+        let response = get_from(state, &kubelet, &target).await?;
         let status = response.status();
         let body = http_body_util::Limited::new(response.into_body(), limit)
             .collect()

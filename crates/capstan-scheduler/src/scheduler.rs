@@ -147,63 +147,48 @@ fn volume_entry(volume: &PersistentVolume) -> (String, Option<NodeSelector>) {
     (volume.metadata.name.clone().unwrap_or_default(), affinity)
 }
 
-/// Claims (and, below, volumes) for the VolumeBinding filter: a (re)list is sent whole once done,
-/// so the loop never sees a half-listed set.
-async fn watch_claims(client: Client, tx: mpsc::Sender<Msg>) {
-    let mut stream = watcher(Api::<Lean<PersistentVolumeClaim>>::all(client));
-    let mut listing: Option<HashMap<String, Option<String>>> = None;
-    while let Some(event) = stream.next().await {
-        let msg = match event {
-            Ok(WatchEvent::Init) => {
-                listing = Some(HashMap::new());
-                continue;
-            }
-            Ok(WatchEvent::InitApply(c)) => {
-                let (key, volume) = claim_entry(&c.0);
-                listing.get_or_insert_with(HashMap::new).insert(key, volume);
-                continue;
-            }
-            Ok(WatchEvent::InitDone) => Msg::Claims(listing.take().unwrap_or_default()),
-            Ok(WatchEvent::Apply(c)) => {
-                let (key, volume) = claim_entry(&c.0);
-                Msg::Claim(key, volume)
-            }
-            Ok(WatchEvent::Delete(c)) => Msg::ClaimGone(claim_entry(&c.0).0),
-            Err(e) => {
-                warn!(error = %e, "claim watch failed; retrying");
-                continue;
-            }
-        };
-        if tx.send(msg).await.is_err() {
-            return;
-        }
-    }
+/// How a listed kind's objects reach the loop: one entry per object, the whole set after a (re)list
+/// (so the loop never sees a half-listed set), then one message per change.
+struct Listed<K, V> {
+    what: &'static str,
+    entry: fn(&K) -> (String, V),
+    whole: fn(HashMap<String, V>) -> Msg,
+    one: fn(String, V) -> Msg,
+    gone: fn(String) -> Msg,
 }
 
-async fn watch_volumes(client: Client, tx: mpsc::Sender<Msg>) {
-    let mut stream = watcher(Api::<Lean<PersistentVolume>>::all(client));
-    let mut listing: Option<HashMap<String, Option<NodeSelector>>> = None;
+/// Claims and volumes for the VolumeBinding filter.
+async fn watch_listed<K, V>(api: Api<Lean<K>>, tx: mpsc::Sender<Msg>, how: Listed<K, V>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let mut stream = watcher(api);
+    let mut listing: Option<HashMap<String, V>> = None;
     while let Some(event) = stream.next().await {
         let msg = match event {
             Ok(WatchEvent::Init) => {
                 listing = Some(HashMap::new());
                 continue;
             }
-            Ok(WatchEvent::InitApply(v)) => {
-                let (name, affinity) = volume_entry(&v.0);
-                listing
-                    .get_or_insert_with(HashMap::new)
-                    .insert(name, affinity);
+            Ok(WatchEvent::InitApply(o)) => {
+                let (key, value) = (how.entry)(&o.0);
+                listing.get_or_insert_with(HashMap::new).insert(key, value);
                 continue;
             }
-            Ok(WatchEvent::InitDone) => Msg::Volumes(listing.take().unwrap_or_default()),
-            Ok(WatchEvent::Apply(v)) => {
-                let (name, affinity) = volume_entry(&v.0);
-                Msg::Volume(name, affinity)
+            Ok(WatchEvent::InitDone) => (how.whole)(listing.take().unwrap_or_default()),
+            Ok(WatchEvent::Apply(o)) => {
+                let (key, value) = (how.entry)(&o.0);
+                (how.one)(key, value)
             }
-            Ok(WatchEvent::Delete(v)) => Msg::VolumeGone(volume_entry(&v.0).0),
+            Ok(WatchEvent::Delete(o)) => (how.gone)((how.entry)(&o.0).0),
             Err(e) => {
-                warn!(error = %e, "volume watch failed; retrying");
+                warn!(error = %e, what = how.what, "watch failed; retrying");
                 continue;
             }
         };
@@ -665,8 +650,28 @@ pub(crate) async fn run(
     let tasks = [
         tokio::spawn(watch_pods(client.clone(), tx.clone())),
         tokio::spawn(watch_nodes(client.clone(), tx.clone())),
-        tokio::spawn(watch_claims(client.clone(), tx.clone())),
-        tokio::spawn(watch_volumes(client.clone(), tx)),
+        tokio::spawn(watch_listed(
+            Api::<Lean<PersistentVolumeClaim>>::all(client.clone()),
+            tx.clone(),
+            Listed {
+                what: "persistentvolumeclaims",
+                entry: claim_entry,
+                whole: Msg::Claims,
+                one: Msg::Claim,
+                gone: Msg::ClaimGone,
+            },
+        )),
+        tokio::spawn(watch_listed(
+            Api::<Lean<PersistentVolume>>::all(client.clone()),
+            tx,
+            Listed {
+                what: "persistentvolumes",
+                entry: volume_entry,
+                whole: Msg::Volumes,
+                one: Msg::Volume,
+                gone: Msg::VolumeGone,
+            },
+        )),
         tokio::spawn(effects_worker(client, options.instance.clone(), effects_rx)),
     ];
     core.run(rx, bind_rx, shutdown).await;
