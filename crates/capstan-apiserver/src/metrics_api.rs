@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::ApiState;
+use crate::cache::CachedObject;
 use crate::error::{ApiError, ApiResult};
 use crate::request::{Query, ResourcePath};
 use crate::rest::Reply;
@@ -129,22 +130,26 @@ fn selected(
     labels: &LabelSelector,
     fields: &FieldSelector,
 ) -> ApiResult<Vec<Value>> {
+    cached(state, resource, path.namespace.as_deref(), |o| {
+        path.name.as_deref().is_none_or(|n| o.name == n)
+            && labels.matches(&o.labels)
+            && fields.matches(|f| match f {
+                "metadata.name" => Some(o.name.clone()),
+                "metadata.namespace" => o.namespace.clone(),
+                _ => o.field(f),
+            })
+    })
+}
+
+/// The cached core/v1 objects of `resource` (in `namespace`, or all) that `keep` accepts.
+fn cached(
+    state: &ApiState,
+    resource: &str,
+    namespace: Option<&str>,
+    keep: impl FnMut(&CachedObject) -> bool,
+) -> ApiResult<Vec<Value>> {
     let info = capstan_api::find("", "v1", resource).ok_or_else(ApiError::path_not_found)?;
-    let (objects, _, _) = state.cache.list(
-        info,
-        path.namespace.as_deref(),
-        None,
-        |o| {
-            path.name.as_deref().is_none_or(|n| o.name == n)
-                && labels.matches(&o.labels)
-                && fields.matches(|f| match f {
-                    "metadata.name" => Some(o.name.clone()),
-                    "metadata.namespace" => o.namespace.clone(),
-                    _ => o.field(f),
-                })
-        },
-        None,
-    );
+    let (objects, _, _) = state.cache.list(info, namespace, None, keep, None);
     Ok(objects.iter().map(|o| o.value()).collect())
 }
 
@@ -252,26 +257,12 @@ async fn pod_metrics(
         .collect();
     node_names.sort_unstable();
     node_names.dedup();
-    let nodes_path = ResourcePath {
-        group: String::new(),
-        version: "v1".into(),
-        namespace: None,
-        resource: "nodes".into(),
-        name: None,
-        subresource: None,
-        watch_path: false,
-    };
-    let all = LabelSelector::parse("").map_err(ApiError::bad_request)?;
-    let none = FieldSelector::parse("").map_err(ApiError::bad_request)?;
-    let nodes: Vec<Value> = selected(state, "nodes", &nodes_path, &all, &none)?
-        .into_iter()
-        .filter(is_ready)
-        .filter(|n| {
-            n["metadata"]["name"]
-                .as_str()
-                .is_some_and(|name| node_names.binary_search(&name).is_ok())
-        })
-        .collect();
+    let nodes: Vec<Value> = cached(state, "nodes", None, |o| {
+        node_names.binary_search(&o.name.as_str()).is_ok()
+    })?
+    .into_iter()
+    .filter(is_ready)
+    .collect();
     let refs: Vec<&Value> = nodes.iter().collect();
     let summaries = summaries(state, &refs).await;
     // (namespace, name, uid) -> the pod's Summary entry.

@@ -898,19 +898,29 @@ fn encode_for_store<'a>(
     object: &Value,
 ) -> ApiResult<(Bytes, Option<PendingWrite<'a>>)> {
     match crate::encode::SplitJson::new(object) {
-        Some(split) => {
-            let bytes = split.stored();
-            let pending =
-                req.state
-                    .cache
-                    .prepare(resource, key, Prepared::new(resource, object, split));
-            Ok((bytes, pending))
-        }
+        Some(split) => Ok(prepare_split(req, resource, key, object, split)),
         None => Ok((
             Bytes::from(serde_json::to_vec(object).map_err(|e| ApiError::internal(e.to_string()))?),
             None,
         )),
     }
+}
+
+/// The bytes to store of an already split object, and its registration with the watch cache;
+/// `selectable` is the object itself or a tree holding at least what selectors read.
+fn prepare_split<'a>(
+    req: &Request<'a>,
+    resource: &ResourceInfo,
+    key: &str,
+    selectable: &Value,
+    split: crate::encode::SplitJson,
+) -> (Bytes, Option<PendingWrite<'a>>) {
+    let bytes = split.stored();
+    let pending =
+        req.state
+            .cache
+            .prepare(resource, key, Prepared::new(resource, selectable, split));
+    (bytes, pending)
 }
 
 /// How an update computes the new object from the stored one.
@@ -1661,11 +1671,7 @@ async fn binding(req: &Request<'_>, ns: Option<&str>, pod_name: Option<&str>) ->
         if req.dry_run() {
             break;
         }
-        let bytes = split.stored();
-        let pending = req
-            .state
-            .cache
-            .prepare(pods, &key, Prepared::new(pods, &selectable, split));
+        let (bytes, pending) = prepare_split(req, pods, &key, &selectable, split);
         match req.state.store.update(&key, bytes, revision).await {
             Ok(kv) => {
                 if let Some(pending) = pending {

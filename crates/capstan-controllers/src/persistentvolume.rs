@@ -181,10 +181,8 @@ async fn reconcile(
             return Ok(Action::await_change());
         }
         let recorder = Recorder::new(ctx.client.clone(), "persistentvolume-controller");
+        // Until then the claim stays `Pending`, the phase the API server gave it.
         let Some(node_name) = chosen_node(&ctx, &claim, &class).await? else {
-            if class.volume_binding_mode.as_deref() != Some("Immediate") {
-                mark_pending(&claims, &claim).await?;
-            }
             return Ok(Action::await_change());
         };
         let nodes: Api<Node> = Api::all(ctx.client.clone());
@@ -318,15 +316,8 @@ async fn chosen_node(
         .items
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter_map(|p| {
-            let spec = p.spec?;
-            let uses = spec.volumes.iter().flatten().any(|v| {
-                v.persistent_volume_claim
-                    .as_ref()
-                    .is_some_and(|c| c.claim_name == name)
-            });
-            uses.then_some(spec.node_name).flatten()
-        })
+        .filter(|p| uses_claim(p, &name))
+        .filter_map(|p| p.spec?.node_name)
         .min();
     if consumer.is_some() || class.volume_binding_mode.as_deref() != Some("Immediate") {
         return Ok(consumer);
@@ -352,25 +343,6 @@ async fn chosen_node(
         .filter(|n| n.annotations().contains_key(STORAGE_DIR_ANNOTATION))
         .map(|n| n.name_any())
         .min())
-}
-
-/// A claim waiting for its first consumer is `Pending` (kube sets the phase on every unbound claim).
-async fn mark_pending(
-    claims: &Api<PersistentVolumeClaim>,
-    claim: &PersistentVolumeClaim,
-) -> Result<(), kube::Error> {
-    let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
-    if phase == Some("Pending") {
-        return Ok(());
-    }
-    claims
-        .patch_status(
-            &claim.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Pending"}})),
-        )
-        .await
-        .map(|_| ())
 }
 
 /// Both statuses `Bound`: the claim's with the volume's capacity and access modes.

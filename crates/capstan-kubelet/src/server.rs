@@ -26,28 +26,23 @@ fn full(status: StatusCode, text: impl Into<String>) -> Response<Body> {
     if !text.ends_with('\n') {
         text.push('\n');
     }
-    let mut resp = Response::new(
-        Full::new(Bytes::from(text))
-            .map_err(|e: Infallible| match e {})
-            .boxed(),
-    );
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+    body(status, "text/plain; charset=utf-8", Bytes::from(text))
 }
 
 fn json(value: &serde_json::Value) -> Response<Body> {
-    let mut resp = Response::new(
-        Full::new(Bytes::from(value.to_string()))
-            .map_err(|e: Infallible| match e {})
-            .boxed(),
-    );
+    body(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from(value.to_string()),
+    )
+}
+
+fn body(status: StatusCode, content_type: &'static str, bytes: Bytes) -> Response<Body> {
+    let mut resp = Response::new(Full::new(bytes).map_err(|e: Infallible| match e {}).boxed());
+    *resp.status_mut() = status;
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
+        http::HeaderValue::from_static(content_type),
     );
     resp
 }
