@@ -63,6 +63,9 @@ pub(crate) struct ServerArgs {
     /// The local agent uses this CRI socket instead of starting its own containerd.
     #[arg(long)]
     pub(crate) container_runtime_endpoint: Option<PathBuf>,
+    /// Do not run the local agent's service proxy (Service traffic is then not forwarded on this node).
+    #[arg(long)]
+    pub(crate) disable_kube_proxy: bool,
     /// How long a node may go without a heartbeat before it is marked NotReady.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     pub(crate) node_monitor_grace_period: Duration,
@@ -91,6 +94,9 @@ pub(crate) struct AgentArgs {
     /// Use this CRI socket instead of starting containerd.
     #[arg(long)]
     pub(crate) container_runtime_endpoint: Option<PathBuf>,
+    /// Do not run the service proxy (Service traffic is then not forwarded on this node).
+    #[arg(long)]
+    pub(crate) disable_kube_proxy: bool,
 }
 
 /// Parses Go-style durations as Kubernetes flags take them: `40s`, `5m`, `1h30m`, `500ms`.

@@ -186,6 +186,139 @@ spec:
     );
 }
 
+/// A plain HTTP GET that may fail (for addresses the proxy may not forward yet).
+fn try_http_get(ip: &str, port: u16, path: &str) -> std::io::Result<String> {
+    let addr = std::net::SocketAddr::new(
+        ip.parse()
+            .map_err(|_| std::io::Error::other(format!("bad address {ip}")))?,
+        port,
+    );
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .unwrap_or_default())
+}
+
+/// Services: the node's proxy forwards a cluster IP and a node port to the ready pods (from the host
+/// and from a pod, including a pod reaching itself), the `kubernetes` Service reaches the API server,
+/// and a Service left without endpoints refuses connections instead of hanging.
+#[test]
+fn services_forward_cluster_ips_and_node_ports_to_ready_pods() {
+    let c = Cluster::start_with_agent();
+    c.apply_stdin(&format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: {HTTPSERVER}
+        ports: [{{containerPort: 8080, name: http}}]
+        readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+"#
+    ));
+    wait_for(
+        &c,
+        &["pods", "-l", "app=web"],
+        "{.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        |s| s == "True True",
+        Duration::from_secs(90),
+    );
+    let names: std::collections::BTreeSet<String> = c
+        .jsonpath(&["pods", "-l", "app=web"], "{.items[*].metadata.name}")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let cluster_ip = c.jsonpath(&["service", "web"], "{.spec.clusterIP}");
+    let node_port: u16 = c
+        .jsonpath(&["service", "web"], "{.spec.ports[0].nodePort}")
+        .parse()
+        .expect("node port");
+    let node_ip = c.jsonpath(
+        &["nodes"],
+        "{.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
+    );
+    let iptables = || {
+        let out = std::process::Command::new("iptables-save")
+            .output()
+            .expect("iptables-save");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // From the host: the cluster IP spreads connections over both pods.
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen != names {
+        if let Ok(name) = try_http_get(&cluster_ip, 80, "/cgi-bin/hostname") {
+            assert!(names.contains(&name), "unexpected answer {name:?}");
+            seen.insert(name);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{cluster_ip}:80 reached only {seen:?} of {names:?}; rules:\n{}",
+            iptables()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The node port, on the node's address.
+    let answer = try_http_get(&node_ip, node_port, "/cgi-bin/hostname")
+        .unwrap_or_else(|e| panic!("node port {node_ip}:{node_port}: {e}\n{}", iptables()));
+    assert!(names.contains(&answer), "{answer:?}");
+
+    // From inside a pod, through its own Service: itself (hairpin) and the other pod.
+    let first = names.iter().next().expect("a pod");
+    let url = format!("http://{cluster_ip}/cgi-bin/hostname");
+    let mut from_pod = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let out = c.ok(&["exec", first, "--", "timeout", "10", "wget", "-qO-", &url]);
+        assert!(names.contains(out.trim()), "{out:?}");
+        from_pod.insert(out.trim().to_owned());
+        if from_pod == names {
+            break;
+        }
+    }
+    assert_eq!(from_pod, names);
+
+    // The `kubernetes` Service leads to the API server (its certificate names the service IP).
+    assert_eq!(
+        c.ok(&["--server", "https://10.43.0.1:443", "get", "--raw", "/readyz"]),
+        "ok"
+    );
+
+    // No endpoints left: connections are refused at once, not left to time out.
+    c.ok(&["scale", "deployment", "web", "--replicas=0"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match try_http_get(&cluster_ip, 80, "/cgi-bin/hostname") {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "still {other:?} with no endpoints; rules:\n{}",
+                iptables()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Polls `kubectl <args>` until it succeeds with output `want` accepts.
 fn wait_output(
     c: &Cluster,

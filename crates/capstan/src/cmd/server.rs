@@ -93,7 +93,17 @@ async fn serve(args: ServerArgs) -> Result<()> {
 
     let pki = capstan_pki::Pki::load_or_create(&args.data_dir.join("tls"))
         .context("cannot set up the cluster CA")?;
-    let mut sans = vec![hostname(), advertise.to_string()];
+    // Pods reach the API server as the `kubernetes` Service: its cluster IP and DNS names.
+    let mut sans = vec![hostname(), advertise.to_string(), "10.43.0.1".to_owned()];
+    sans.extend(
+        [
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ]
+        .map(str::to_owned),
+    );
     sans.extend(args.tls_san.iter().cloned());
     let serving = pki
         .serving_cert(&sans)
@@ -176,6 +186,9 @@ async fn serve(args: ServerArgs) -> Result<()> {
     if !args.disable_agent {
         let node_name = args.node_name.clone().unwrap_or_else(hostname);
         let (config, client, tls) = local_agent(&pki, &url, &args, &node_name, advertise).await?;
+        if !args.disable_kube_proxy {
+            super::spawn_proxy(client.clone(), &node_name, shutdown.clone());
+        }
         let stop = shutdown.clone();
         tokio::spawn(async move {
             if let Err(e) = capstan_kubelet::run(config, client, tls, stop).await {
