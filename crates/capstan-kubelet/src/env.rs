@@ -53,7 +53,7 @@ async fn secret(k: &Kubelet, ns: &str, name: &str) -> Result<Option<Secret>, Str
 }
 
 /// Cluster Services every pod needs to know about, read at most every 30 s (each container start
-/// would otherwise cost API round trips).
+/// would otherwise cost API round trips; every second while there is no cluster DNS).
 #[derive(Debug, Default)]
 pub(crate) struct ServiceCache {
     inner: tokio::sync::Mutex<Option<(std::time::Instant, Option<Service>, bool)>>,
@@ -62,8 +62,10 @@ pub(crate) struct ServiceCache {
 impl ServiceCache {
     async fn get(&self, client: &kube::Client) -> (Option<Service>, bool) {
         let mut guard = self.inner.lock().await;
+        // A missing kube-dns is looked up again soon: the server registers it just after start,
+        // and the first pods must not miss it for 30 s.
         if let Some((at, svc, dns)) = guard.as_ref()
-            && at.elapsed() < std::time::Duration::from_secs(30)
+            && at.elapsed() < std::time::Duration::from_secs(if *dns { 30 } else { 1 })
         {
             return (svc.clone(), *dns);
         }

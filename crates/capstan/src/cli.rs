@@ -66,6 +66,9 @@ pub(crate) struct ServerArgs {
     /// Do not run the local agent's service proxy (Service traffic is then not forwarded on this node).
     #[arg(long)]
     pub(crate) disable_kube_proxy: bool,
+    /// Packaged components not to run, as k3s names them (`--disable coredns,servicelb`).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub(crate) disable: Vec<Packaged>,
     /// How long a node may go without a heartbeat before it is marked NotReady.
     #[arg(long, default_value = "40s", value_parser = parse_duration)]
     pub(crate) node_monitor_grace_period: Duration,
@@ -75,6 +78,15 @@ pub(crate) struct ServerArgs {
     /// Toleration seconds for node.kubernetes.io/unreachable:NoExecute added to pods that have none.
     #[arg(long, default_value_t = 300)]
     pub(crate) default_unreachable_toleration_seconds: i64,
+}
+
+/// The packaged components `capstan server` runs unless `--disable`d.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Packaged {
+    /// Cluster DNS (`kube-system/kube-dns`, 10.43.0.10), served by the server itself.
+    Coredns,
+    /// LoadBalancer Services get the nodes' addresses.
+    Servicelb,
 }
 
 #[derive(Debug, Args)]
@@ -174,5 +186,23 @@ mod tests {
         assert_eq!(args.node_monitor_grace_period, Duration::from_secs(40));
         assert_eq!(args.default_not_ready_toleration_seconds, 300);
         assert!(!args.disable_agent);
+        assert!(args.disable.is_empty());
+    }
+
+    #[test]
+    fn disable_takes_k3s_component_names() {
+        let cli = Cli::try_parse_from(["capstan", "server", "--disable", "coredns,servicelb"])
+            .expect("parses");
+        let Command::Server(args) = cli.command else {
+            panic!("server")
+        };
+        assert_eq!(args.disable, [Packaged::Coredns, Packaged::Servicelb]);
+        let err = Cli::try_parse_from(["capstan", "server", "--disable", "traefik"])
+            .expect_err("traefik is not packaged");
+        assert!(
+            err.to_string()
+                .contains("possible values: coredns, servicelb"),
+            "{err}"
+        );
     }
 }

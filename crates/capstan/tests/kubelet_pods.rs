@@ -206,7 +206,8 @@ fn try_http_get(ip: &str, port: u16, path: &str) -> std::io::Result<String> {
 
 /// Services: the node's proxy forwards a cluster IP and a node port to the ready pods (from the host
 /// and from a pod, including a pod reaching itself), the `kubernetes` Service reaches the API server,
-/// and a Service left without endpoints refuses connections instead of hanging.
+/// a LoadBalancer Service answers on the node's address, and a Service left without endpoints refuses
+/// connections instead of hanging.
 #[test]
 fn services_forward_cluster_ips_and_node_ports_to_ready_pods() {
     let c = Cluster::start_with_agent();
@@ -299,9 +300,46 @@ spec:
 
     // The `kubernetes` Service leads to the API server (its certificate names the service IP).
     assert_eq!(
-        c.ok(&["--server", "https://10.43.0.1:443", "get", "--raw", "/readyz"]),
+        c.ok(&[
+            "--server",
+            "https://10.43.0.1:443",
+            "get",
+            "--raw",
+            "/readyz"
+        ]),
         "ok"
     );
+
+    // A LoadBalancer Service gets the node's address (k3s's ServiceLB) and answers on it.
+    c.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--name=web-lb",
+        "--type=LoadBalancer",
+        "--port=18081",
+        "--target-port=8080",
+    ]);
+    let ingress = wait_for(
+        &c,
+        &["service", "web-lb"],
+        "{.status.loadBalancer.ingress[*].ip}",
+        |ip| !ip.is_empty(),
+        Duration::from_secs(30),
+    );
+    assert_eq!(ingress, node_ip);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match try_http_get(&ingress, 18081, "/cgi-bin/hostname") {
+            Ok(name) if names.contains(&name) => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "{ingress}:18081 answered {other:?}; rules:\n{}",
+                iptables()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // No endpoints left: connections are refused at once, not left to time out.
     c.ok(&["scale", "deployment", "web", "--replicas=0"]);
@@ -317,6 +355,110 @@ spec:
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Cluster DNS: pods get `nameserver 10.43.0.10` with the Kubernetes search path, and the server's
+/// DNS (reached through the `kube-dns` Service and the node's proxy) answers Services, headless
+/// Services' endpoints, short names through the search path, and NXDOMAIN for unknown names.
+#[test]
+fn pods_resolve_services_through_cluster_dns() {
+    let c = Cluster::start_with_agent();
+    c.apply_stdin(&format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: {HTTPSERVER}
+        ports: [{{containerPort: 8080, name: http}}]
+        readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web-headless}}
+spec:
+  clusterIP: None
+  selector: {{app: web}}
+  ports: [{{name: http, port: 8080}}]
+"#
+    ));
+    wait_for(
+        &c,
+        &["pods", "-l", "app=web"],
+        "{.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        |s| s == "True",
+        Duration::from_secs(90),
+    );
+    let pod = c.jsonpath(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
+    let pod_ip = c.jsonpath(&["pods", "-l", "app=web"], "{.items[0].status.podIP}");
+    let cluster_ip = c.jsonpath(&["service", "web"], "{.spec.clusterIP}");
+    assert_eq!(
+        c.jsonpath(
+            &["service", "kube-dns", "-n", "kube-system"],
+            "{.spec.clusterIP}"
+        ),
+        "10.43.0.10"
+    );
+    let resolv = c.ok(&["exec", &pod, "--", "cat", "/etc/resolv.conf"]);
+    assert_contains(&resolv, "nameserver 10.43.0.10");
+    assert_contains(
+        &resolv,
+        "search default.svc.cluster.local svc.cluster.local cluster.local",
+    );
+    assert_contains(&resolv, "options ndots:5");
+
+    let lookup = |name: &str| c.run(&["exec", &pod, "--", "nslookup", name]);
+    // The first answers may wait for the proxy to program the kube-dns Service.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = lookup("web.default.svc.cluster.local");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && text.contains(&cluster_ip) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer for web.default.svc.cluster.local: {text}{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&c.server_log(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for (name, want) in [
+        ("web", cluster_ip.as_str()),
+        ("kubernetes.default.svc.cluster.local", "10.43.0.1"),
+        ("web-headless.default.svc.cluster.local", pod_ip.as_str()),
+    ] {
+        // busybox's nslookup asks every search domain at once and exits 1 if any of them is
+        // NXDOMAIN, even when one answered: judge by the answer. (It searches only dotless names,
+        // whatever ndots says, so partial names like `web.default` are not tried here.)
+        let out = lookup(name);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_contains(&text, &format!("Address: {want}"));
+    }
+    let missing = lookup("nope.default.svc.cluster.local");
+    assert!(!missing.status.success(), "{missing:?}");
+    assert_contains(
+        &format!(
+            "{}{}",
+            String::from_utf8_lossy(&missing.stdout),
+            String::from_utf8_lossy(&missing.stderr)
+        ),
+        "NXDOMAIN",
+    );
 }
 
 /// Polls `kubectl <args>` until it succeeds with output `want` accepts.

@@ -14,7 +14,7 @@ use capstan_apiserver::{
 use capstan_store::{EtcdStore, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::ServerArgs;
+use crate::cli::{Packaged, ServerArgs};
 use crate::leader;
 
 /// The service network, as k3s defaults it.
@@ -203,8 +203,19 @@ async fn serve(args: ServerArgs) -> Result<()> {
             capstan_pki::Pki::load_or_create(&args.data_dir.join("tls"))
                 .context("cannot load the cluster CA for the CSR signer")?,
         )),
+        service_lb: !args.disable.contains(&Packaged::Servicelb),
         ..Default::default()
     };
+    if !args.disable.contains(&Packaged::Coredns) {
+        let client = component_client(&pki, &url, "system:kube-dns", &[]).await?;
+        let config = capstan_dns::DnsConfig::new(advertise, &hostname());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = capstan_dns::run(client, config, stop).await {
+                tracing::error!(error = %e, "cluster DNS failed; pods resolve no cluster names");
+            }
+        });
+    }
     let scheduler = async {
         if args.disable_scheduler {
             return;
