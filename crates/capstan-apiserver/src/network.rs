@@ -161,7 +161,8 @@ pub(crate) async fn allocate_node_ports(
         return Ok(());
     };
     for (i, port) in ports.iter_mut().enumerate() {
-        if let Some(requested) = port["nodePort"].as_u64() {
+        // 0 means "allocate one", as kube-apiserver reads it (`kubectl create service` sends it).
+        if let Some(requested) = port["nodePort"].as_u64().filter(|p| *p != 0) {
             let fits = u16::try_from(requested).is_ok_and(|p| NODE_PORT_RANGE.contains(&p));
             let field = format!("spec.ports[{i}].nodePort");
             if !fits {

@@ -17,6 +17,7 @@ mod node_lifecycle;
 mod persistentvolume;
 mod replicaset;
 mod serviceaccount;
+mod servicelb;
 mod statefulset;
 mod util;
 
@@ -37,6 +38,8 @@ pub struct ControllerConfig {
     /// Signs approved kubelet and API client CertificateSigningRequests; `None` leaves them
     /// unsigned (approval still runs).
     pub csr_signer: Option<Arc<capstan_pki::Pki>>,
+    /// Give LoadBalancer Services the nodes' addresses (k3s's ServiceLB).
+    pub service_lb: bool,
 }
 
 impl Default for ControllerConfig {
@@ -45,6 +48,7 @@ impl Default for ControllerConfig {
             node_monitor_grace_period: Duration::from_secs(40),
             cluster_cidr: ClusterCidr::default(),
             csr_signer: None,
+            service_lb: true,
         }
     }
 }
@@ -82,5 +86,10 @@ pub async fn run_all(client: kube::Client, config: ControllerConfig, shutdown: C
         certificates::run(ctx.clone(), shutdown.clone()),
         cronjob::run(ctx.clone(), shutdown.clone()),
         persistentvolume::run(ctx.clone(), shutdown.clone()),
+        async {
+            if ctx.config.service_lb {
+                servicelb::run(ctx.clone(), shutdown.clone()).await;
+            }
+        },
     );
 }

@@ -131,6 +131,21 @@ fn deployment_reads_back_with_server_defaults_and_metadata() {
         ),
         format!("{ip} ClusterIP None TCP")
     );
+    // `kubectl create service` sends nodePort 0, which means "allocate one".
+    k.ok(&[
+        "create",
+        "service",
+        "loadbalancer",
+        "lb",
+        "--tcp=80:8080",
+        "-n",
+        "shop",
+    ]);
+    let node_port: u16 = k
+        .jsonpath(&["svc", "lb", "-n", "shop"], "{.spec.ports[0].nodePort}")
+        .parse()
+        .expect("a node port");
+    assert!((30000..=32767).contains(&node_port), "{node_port}");
 
     let describe = k.ok(&["describe", "deployment", "web", "-n", "shop"]);
     for want in [
