@@ -126,15 +126,15 @@ fn run_to_completion_then_logs() {
     );
 }
 
-#[test]
-fn deployment_with_readiness_serves_exec_and_logs() {
-    let c = Cluster::start_with_agent();
+/// Applies Deployment `web` (`replicas` httpserver pods, ready when they answer on 8080) and `more`
+/// (further YAML documents, each starting with `---`).
+fn apply_web(c: &Cluster, replicas: u32, more: &str) {
     c.apply_stdin(&format!(
         r#"apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: web}}
 spec:
-  replicas: 2
+  replicas: {replicas}
   selector: {{matchLabels: {{app: web}}}}
   template:
     metadata: {{labels: {{app: web}}}}
@@ -144,8 +144,14 @@ spec:
         image: {HTTPSERVER}
         ports: [{{containerPort: 8080, name: http}}]
         readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 1}}
-"#
+{more}"#
     ));
+}
+
+#[test]
+fn deployment_with_readiness_serves_exec_and_logs() {
+    let c = Cluster::start_with_agent();
+    apply_web(&c, 2, "");
     wait_for(
         &c,
         &["pods", "-l", "app=web"],
@@ -211,31 +217,19 @@ fn try_http_get(ip: &str, port: u16, path: &str) -> std::io::Result<String> {
 #[test]
 fn services_forward_cluster_ips_and_node_ports_to_ready_pods() {
     let c = Cluster::start_with_agent();
-    c.apply_stdin(&format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: web
-        image: {HTTPSERVER}
-        ports: [{{containerPort: 8080, name: http}}]
-        readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 1}}
----
+    apply_web(
+        &c,
+        2,
+        "---
 apiVersion: v1
 kind: Service
-metadata: {{name: web}}
+metadata: {name: web}
 spec:
   type: NodePort
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
-"#
-    ));
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+",
+    );
     wait_for(
         &c,
         &["pods", "-l", "app=web"],
@@ -363,38 +357,26 @@ spec:
 #[test]
 fn pods_resolve_services_through_cluster_dns() {
     let c = Cluster::start_with_agent();
-    c.apply_stdin(&format!(
-        r#"apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
+    apply_web(
+        &c,
+        1,
+        "---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
 spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers:
-      - name: web
-        image: {HTTPSERVER}
-        ports: [{{containerPort: 8080, name: http}}]
-        readinessProbe: {{httpGet: {{path: /, port: http}}, periodSeconds: 1}}
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports: [{{name: http, port: 80, targetPort: http}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web-headless}}
+metadata: {name: web-headless}
 spec:
   clusterIP: None
-  selector: {{app: web}}
-  ports: [{{name: http, port: 8080}}]
-"#
-    ));
+  selector: {app: web}
+  ports: [{name: http, port: 8080}]
+",
+    );
     wait_for(
         &c,
         &["pods", "-l", "app=web"],
