@@ -1,7 +1,8 @@
 //! What every cluster has from its first second: the `default`, `kube-system`, `kube-public` and
 //! `kube-node-lease` namespaces, the `system-node-critical` and `system-cluster-critical`
-//! PriorityClasses, the default `local-path` StorageClass, and the `kubernetes` Service (first service IP, port 443) with Endpoints and an
-//! EndpointSlice that point at this API server.
+//! PriorityClasses, the default `local-path` StorageClass, the `kubernetes` Service (first service IP,
+//! port 443) with Endpoints and an EndpointSlice that point at this API server, and the default RBAC
+//! roles and bindings (`rbac_policy.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -116,27 +117,48 @@ async fn ensure(state: &Arc<ApiState>) -> Result<(), String> {
         },
     })).await?;
     let address = state.advertise.ip().to_string();
-    upsert(state, "", "endpoints", json!({
+    upsert(state, "", "endpoints", Some("default"), json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": address}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
-    })).await?;
-    upsert(state, "discovery.k8s.io", "endpointslices", json!({
+    }), &["subsets"]).await?;
+    upsert(state, "discovery.k8s.io", "endpointslices", Some("default"), json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
         "addressType": "IPv4",
         "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-    })).await?;
+    }), &["endpoints"]).await?;
+    // RBAC: the default roles and bindings (kube-apiserver's "rbac/bootstrap-roles").
+    for (plural, ns, object) in crate::rbac_policy::objects() {
+        let fields: &[&str] = if plural.ends_with("bindings") {
+            &["roleRef", "subjects"]
+        } else {
+            &["rules", "aggregationRule"]
+        };
+        upsert(
+            state,
+            "rbac.authorization.k8s.io",
+            plural,
+            ns,
+            object,
+            fields,
+        )
+        .await?;
+    }
     Ok(())
 }
 
-/// Creates the object, or rewrites it when its content differs (the server's address changed).
+/// Creates the object, or rewrites `fields` when they differ from the stored object's (the
+/// server's address changed; a newer bootstrap policy). An object annotated
+/// `rbac.authorization.kubernetes.io/autoupdate: "false"` is left as its owner changed it.
 async fn upsert(
     state: &Arc<ApiState>,
     group: &str,
     plural: &str,
+    ns: Option<&str>,
     object: Value,
+    fields: &[&str],
 ) -> Result<(), String> {
     let resource =
         capstan_api::find(group, "v1", plural).ok_or_else(|| format!("{plural} not registered"))?;
@@ -144,25 +166,25 @@ async fn upsert(
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    match stored(state, resource, Some("default"), &name).await {
-        Err(_) => create_if_absent(state, group, plural, Some("default"), object).await,
+    match stored(state, resource, ns, &name).await {
+        Err(_) => create_if_absent(state, group, plural, ns, object).await,
         Ok((mut current, revision)) => {
-            let field = if plural == "endpoints" {
-                "subsets"
-            } else {
-                "endpoints"
-            };
-            if current[field] == object[field] {
+            let pinned = current["metadata"]["annotations"][crate::rbac_policy::AUTOUPDATE]
+                .as_str()
+                == Some("false");
+            if pinned || fields.iter().all(|f| current[*f] == object[*f]) {
                 return Ok(());
             }
-            current[field] = object[field].clone();
+            for field in fields {
+                current[*field] = object[*field].clone();
+            }
             if let Some(meta) = current["metadata"].as_object_mut() {
                 meta.remove("resourceVersion");
             }
             let bytes = Bytes::from(serde_json::to_vec(&current).map_err(|e| e.to_string())?);
             match state
                 .store
-                .update(&resource.key(Some("default"), &name), bytes, revision)
+                .update(&resource.key(ns, &name), bytes, revision)
                 .await
             {
                 Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),

@@ -739,6 +739,14 @@ impl WatchCache {
         })
     }
 
+    /// The revision of the last store event applied to `resource` (changes whenever its objects do).
+    pub fn applied(&self, resource: &ResourceInfo) -> Revision {
+        self.caches
+            .get(resource.plural)
+            .map(|c| read(c).applied)
+            .unwrap_or(0)
+    }
+
     /// Number of objects of `resource`.
     pub fn count(&self, resource: &ResourceInfo) -> usize {
         self.caches

@@ -23,6 +23,8 @@ mod network;
 mod objects;
 mod patch;
 mod proxy;
+mod rbac;
+mod rbac_policy;
 mod render;
 pub mod request;
 mod rest;
@@ -44,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::{ApiError, ApiResult};
 pub use network::ServiceNetwork;
 pub use objects::AdmissionConfig;
+pub use rbac::RbacAuthorizer;
 
 /// An authenticated user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +71,8 @@ impl User {
     }
 }
 
-/// Decides whether a user may do something. The default allows every authenticated user; RBAC
-/// enforcement plugs in here.
+/// Decides whether a user may do something: [`RbacAuthorizer`] in `capstan server`;
+/// [`AllowAuthenticated`] lets every authenticated user do everything (in-process test servers).
 pub trait Authorizer: Send + Sync + std::fmt::Debug {
     /// May `user` do `verb` on `resource` (plural, with subresource after a slash) in `namespace`?
     fn authorize(
@@ -81,6 +84,22 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
         namespace: Option<&str>,
         name: Option<&str>,
     ) -> bool;
+
+    /// Called once when the server starts, with the watch cache it serves from (authorizers that
+    /// decide from API objects, such as RBAC, read them there).
+    fn attach(&self, _cache: &Arc<cache::WatchCache>) {}
+
+    /// May `user` write this role or binding (`plural` of rbac.authorization.k8s.io) without
+    /// granting more than they hold? `Err` carries the reason for the Forbidden answer.
+    fn check_grant(
+        &self,
+        _user: &User,
+        _plural: &str,
+        _namespace: Option<&str>,
+        _object: &Value,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 
     /// Answers a (Self)SubjectAccessReview spec.
     fn allows_review(&self, user: &User, spec: &Value) -> bool {
@@ -248,9 +267,11 @@ impl ApiServer {
             .map(|a| a.port())
             .unwrap_or(6443);
         let (cache_ready, ready) = tokio::sync::watch::channel(false);
+        let cache = cache::WatchCache::new(capstan_api::resources());
+        config.authorizer.attach(&cache);
         let state = Arc::new(ApiState {
             store: config.store,
-            cache: cache::WatchCache::new(capstan_api::resources()),
+            cache,
             admission: config.admission,
             services: config.services,
             authorizer: config.authorizer,

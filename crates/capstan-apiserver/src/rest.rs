@@ -834,6 +834,7 @@ pub(crate) async fn create_object(
         if !errors.is_empty() {
             return Err(ApiError::invalid(resource, &name, &errors));
         }
+        check_grant(req, resource, ns, &name, &candidate)?;
         let is_service = resource.plural == "services" && resource.group.is_empty();
         if is_service && !req.dry_run() {
             let owner = format!("{}/{name}", ns.unwrap_or_default());
@@ -1177,10 +1178,33 @@ fn next_state(
         objects::admit_priority_class(&new, Some(old), &req.state.cache)
             .map_err(|message| priority_class_forbidden(name, &message))?;
     }
+    check_grant(req, resource, ns, name, &new)?;
     if !req.is_apply() {
         patch::record_update(Some(old), &mut new, &manager, resource);
     }
     Ok(new)
+}
+
+/// RBAC's escalation check on roles and bindings (see [`crate::Authorizer::check_grant`]).
+fn check_grant(
+    req: &Request<'_>,
+    resource: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    object: &Value,
+) -> ApiResult<()> {
+    if resource.group != "rbac.authorization.k8s.io" {
+        return Ok(());
+    }
+    req.state
+        .authorizer
+        .check_grant(req.user, resource.plural, ns, object)
+        .map_err(|message| {
+            ApiError::forbidden(format!(
+                "{}.{} \"{name}\" is forbidden: {message}",
+                resource.plural, resource.group
+            ))
+        })
 }
 
 fn priority_class_forbidden(name: &str, message: &str) -> ApiError {
@@ -1597,8 +1621,22 @@ fn review(req: &Request<'_>, resource: &ResourceInfo) -> ApiResult<Reply> {
         "selfsubjectreviews" => {
             body["status"] = json!({"userInfo": user_info});
         }
-        "selfsubjectaccessreviews" | "subjectaccessreviews" => {
-            let allowed = req.state.authorizer.allows_review(req.user, &body["spec"]);
+        "selfsubjectaccessreviews" | "subjectaccessreviews" | "localsubjectaccessreviews" => {
+            // A SubjectAccessReview asks about the user its spec names, not the one asking.
+            let subject = if resource.plural == "selfsubjectaccessreviews" {
+                req.user.clone()
+            } else {
+                let spec = &body["spec"];
+                User::new(
+                    spec["user"].as_str().unwrap_or_default(),
+                    spec["groups"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str),
+                )
+            };
+            let allowed = req.state.authorizer.allows_review(&subject, &body["spec"]);
             body["status"] = json!({"allowed": allowed, "reason": if allowed { "allowed by the authorizer" } else { "" }});
         }
         "tokenreviews" => {

@@ -332,6 +332,36 @@ fn openapi(state: &Arc<ApiState>, path: &str) -> Reply {
     }
 }
 
+/// Asks the authorizer; a request refused before the default roles exist (the first moments after
+/// start, when components connect) waits for them, up to 5 s, and is asked again.
+async fn authorized(
+    state: &Arc<ApiState>,
+    user: &User,
+    verb: &str,
+    path: &crate::request::ResourcePath,
+    resource: &str,
+) -> bool {
+    let ask = || {
+        state.authorizer.authorize(
+            user,
+            verb,
+            &path.group,
+            resource,
+            path.namespace.as_deref(),
+            path.name.as_deref(),
+        )
+    };
+    if ask() {
+        return true;
+    }
+    let booted = || state.booted.load(std::sync::atomic::Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !booted() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    booted() && ask()
+}
+
 async fn resource(
     state: &Arc<ApiState>,
     user: &User,
@@ -370,14 +400,7 @@ async fn resource(
         Some(sub) => format!("{}/{sub}", path.resource),
         None => path.resource.clone(),
     };
-    if !state.authorizer.authorize(
-        user,
-        verb,
-        &path.group,
-        &resource_name,
-        path.namespace.as_deref(),
-        path.name.as_deref(),
-    ) {
+    if !authorized(state, user, verb, &path, &resource_name).await {
         let scope = match &path.namespace {
             Some(ns) => format!(" in the namespace \"{ns}\""),
             None => " at the cluster scope".into(),

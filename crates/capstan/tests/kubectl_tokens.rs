@@ -125,3 +125,180 @@ fn tokens_survive_a_server_restart() {
         Ok("system:serviceaccount:default:default")
     );
 }
+
+/// RBAC: a service account may do nothing until bound; a RoleBinding to `view` lets it read its
+/// namespace only (not secrets, not writes), a ClusterRoleBinding to `edit` lets it write anywhere,
+/// `admin` of its namespace may bind roles there but not grant more than it holds, and the refusals
+/// read as kube-apiserver's.
+#[test]
+fn rbac_limits_a_service_account_to_its_bindings() {
+    let k = Cluster::start();
+    k.create_namespace("team");
+    k.ok(&["create", "serviceaccount", "robot", "-n", "team"]);
+    let token = k.ok(&["create", "token", "robot", "-n", "team"]);
+    let robot = k.token_kubeconfig("robot.kubeconfig", token.trim());
+    let as_robot = |args: &[&str]| {
+        k.command_with(&robot)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    };
+    let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+
+    let denied = as_robot(&["get", "pods", "-n", "team"]);
+    assert!(!denied.status.success());
+    assert_contains(
+        &stderr(&denied),
+        r#"Error from server (Forbidden): pods is forbidden: User "system:serviceaccount:team:robot" cannot list resource "pods" in API group "" in the namespace "team""#,
+    );
+    let can_i = as_robot(&["auth", "can-i", "list", "pods", "-n", "team"]);
+    assert_eq!(String::from_utf8_lossy(&can_i.stdout).trim(), "no");
+
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "robot-view",
+        "--clusterrole=view",
+        "--serviceaccount=team:robot",
+        "-n",
+        "team",
+    ]);
+    k.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "team",
+        "--from-literal=a=b",
+    ]);
+    // The binding reaches the authorizer through the watch cache: allow it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = as_robot(&["get", "configmaps", "settings", "-n", "team", "-o", "name"]);
+        if out.status.success() {
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                "configmap/settings"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", stderr(&out));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for (args, message) in [
+        (
+            vec!["get", "pods", "-n", "default"],
+            r#"cannot list resource "pods" in API group "" in the namespace "default""#,
+        ),
+        (
+            vec!["get", "secrets", "-n", "team"],
+            r#"cannot list resource "secrets" in API group "" in the namespace "team""#,
+        ),
+        (
+            vec!["create", "configmap", "mine", "-n", "team"],
+            r#"cannot create resource "configmaps" in API group "" in the namespace "team""#,
+        ),
+        (
+            vec!["get", "nodes"],
+            r#"cannot list resource "nodes" in API group "" at the cluster scope"#,
+        ),
+    ] {
+        let out = as_robot(&args);
+        assert!(!out.status.success(), "{args:?} was allowed");
+        assert_contains(&stderr(&out), message);
+    }
+    let can_i = as_robot(&["auth", "can-i", "watch", "deployments.apps", "-n", "team"]);
+    assert_eq!(String::from_utf8_lossy(&can_i.stdout).trim(), "yes");
+
+    // A ClusterRoleBinding to edit: writes anywhere, still no RBAC changes.
+    k.ok(&[
+        "create",
+        "clusterrolebinding",
+        "robot-edit",
+        "--clusterrole=edit",
+        "--serviceaccount=team:robot",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = as_robot(&["create", "configmap", "mine", "-n", "default"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", stderr(&out));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = as_robot(&[
+        "create",
+        "rolebinding",
+        "escalate",
+        "--clusterrole=cluster-admin",
+        "--serviceaccount=team:robot",
+        "-n",
+        "team",
+    ]);
+    assert!(!out.status.success());
+    assert_contains(
+        &stderr(&out),
+        r#"cannot create resource "rolebindings" in API group "rbac.authorization.k8s.io" in the namespace "team""#,
+    );
+    // As admin of its namespace it may grant what it holds there, and nothing more (escalation).
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "robot-admin",
+        "--clusterrole=admin",
+        "--serviceaccount=team:robot",
+        "-n",
+        "team",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = as_robot(&[
+            "create",
+            "rolebinding",
+            "friend-view",
+            "--clusterrole=view",
+            "--user=friend",
+            "-n",
+            "team",
+        ]);
+        if out.status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", stderr(&out));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = as_robot(&[
+        "create",
+        "rolebinding",
+        "friend-admin",
+        "--clusterrole=cluster-admin",
+        "--user=friend",
+        "-n",
+        "team",
+    ]);
+    assert!(!out.status.success());
+    assert_contains(
+        &stderr(&out),
+        r#"rolebindings.rbac.authorization.k8s.io "friend-admin" is forbidden: user "system:serviceaccount:team:robot" (groups=["system:serviceaccounts" "system:serviceaccounts:team" "system:authenticated"]) is attempting to grant RBAC permissions not currently held:"#,
+    );
+    assert_contains(
+        &stderr(&out),
+        r#"{APIGroups:["*"], Resources:["*"], Verbs:["*"]}"#,
+    );
+    // The defaults are there for everyone to see (admins).
+    let roles = k.ok(&["get", "clusterroles", "-o", "name"]);
+    for role in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:node",
+        "system:kube-scheduler",
+    ] {
+        assert_contains(
+            &roles,
+            &format!("clusterrole.rbac.authorization.k8s.io/{role}\n"),
+        );
+    }
+}

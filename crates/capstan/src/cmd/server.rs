@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use capstan_apiserver::{
-    AdmissionConfig, AllowAuthenticated, ApiServer, ApiServerConfig, ServiceNetwork, Tokens, User,
+    AdmissionConfig, ApiServer, ApiServerConfig, RbacAuthorizer, ServiceNetwork, Tokens, User,
 };
 use capstan_store::{EtcdStore, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
@@ -150,7 +150,7 @@ async fn serve(args: ServerArgs) -> Result<()> {
             unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
         },
         services,
-        authorizer: Arc::new(AllowAuthenticated),
+        authorizer: Arc::new(RbacAuthorizer::new()),
         tokens,
         advertise_address: advertise,
         kubelet_client_tls: Some(kubelet_client_tls(&pki)?),
