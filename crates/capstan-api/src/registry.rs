@@ -295,6 +295,10 @@ static RESOURCES: &[ResourceInfo] = &[
         short: [], categories: &[], verbs: CREATE_ONLY, subresources: [], stored: false),
     resource!(authz::SubjectAccessReview, "authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview", Cluster,
         short: [], categories: &[], verbs: CREATE_ONLY, subresources: [], stored: false),
+    resource!(authz::SelfSubjectRulesReview, "authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "selfsubjectrulesreview", Cluster,
+        short: [], categories: &[], verbs: CREATE_ONLY, subresources: [], stored: false),
+    resource!(authz::LocalSubjectAccessReview, "authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", "localsubjectaccessreview", Namespaced,
+        short: [], categories: &[], verbs: CREATE_ONLY, subresources: [], stored: false),
 ];
 
 /// Every resource Capstan serves.

@@ -266,6 +266,30 @@ impl Index {
         index
     }
 
+    /// Every rule bound to `user` cluster-wide or in `namespace` (duplicates dropped).
+    fn rules_of(&self, user: &User, namespace: &str) -> Vec<&Rule> {
+        let mut out: Vec<&Rule> = Vec::new();
+        let bound = |b: &&Binding| b.subjects.iter().any(|s| s.matches(user));
+        let cluster = self
+            .cluster_bindings
+            .iter()
+            .filter(bound)
+            .flat_map(|b| self.rules(b, None));
+        let local = self
+            .bindings
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(bound)
+            .flat_map(|b| self.rules(b, Some(namespace)));
+        for rule in cluster.chain(local) {
+            if !out.contains(&rule) {
+                out.push(rule);
+            }
+        }
+        out
+    }
+
     /// Whether the user's own rules cover every permission `rule` grants, in `namespace` (or
     /// cluster-wide): each verb, group, resource and name combination must be allowed by one rule
     /// the user holds (a `*` only by a `*`).
@@ -395,6 +419,48 @@ impl RbacAuthorizer {
 impl Authorizer for RbacAuthorizer {
     fn attach(&self, cache: &Arc<WatchCache>) {
         let _ = self.cache.set(cache.clone());
+    }
+
+    fn rules_review(&self, user: &User, namespace: &str) -> Value {
+        let index = self.index();
+        let mut rules = index.rules_of(user, namespace);
+        let masters = Rule {
+            verbs: vec!["*".into()],
+            groups: vec!["*".into()],
+            resources: vec!["*".into()],
+            names: Vec::new(),
+            urls: Vec::new(),
+        };
+        let masters_urls = Rule {
+            verbs: vec!["*".into()],
+            urls: vec!["*".into()],
+            ..Rule::default()
+        };
+        if user.groups.iter().any(|g| g == MASTERS) {
+            rules.insert(0, &masters_urls);
+            rules.insert(0, &masters);
+        }
+        let resource_rules: Vec<Value> = rules
+            .iter()
+            .filter(|r| !r.resources.is_empty())
+            .map(|r| {
+                let mut v = serde_json::json!({"verbs": r.verbs, "apiGroups": r.groups, "resources": r.resources});
+                if !r.names.is_empty() {
+                    v["resourceNames"] = serde_json::json!(r.names);
+                }
+                v
+            })
+            .collect();
+        let url_rules: Vec<Value> = rules
+            .iter()
+            .filter(|r| !r.urls.is_empty())
+            .map(|r| serde_json::json!({"verbs": r.verbs, "nonResourceURLs": r.urls}))
+            .collect();
+        serde_json::json!({
+            "resourceRules": resource_rules,
+            "nonResourceRules": url_rules,
+            "incomplete": false,
+        })
     }
 
     /// RBAC's escalation check: a role may only hold, and a binding only grant, permissions its
@@ -637,6 +703,20 @@ mod tests {
             delete_pods.compact(),
             r#"{APIGroups:[""], Resources:["pods"], Verbs:["delete"]}"#
         );
+    }
+
+    #[test]
+    fn a_rules_review_lists_cluster_and_namespace_rules() {
+        let i = index();
+        let alice = user("alice", &[]);
+        assert_eq!(
+            i.rules_of(&alice, "team").len(),
+            2,
+            "view's own rule and the aggregated one"
+        );
+        assert!(i.rules_of(&alice, "default").is_empty());
+        let ops = user("carol", &["ops"]);
+        assert_eq!(i.rules_of(&ops, "anything").len(), 2);
     }
 
     #[test]

@@ -1639,6 +1639,10 @@ fn review(req: &Request<'_>, resource: &ResourceInfo) -> ApiResult<Reply> {
             let allowed = req.state.authorizer.allows_review(&subject, &body["spec"]);
             body["status"] = json!({"allowed": allowed, "reason": if allowed { "allowed by the authorizer" } else { "" }});
         }
+        "selfsubjectrulesreviews" => {
+            let namespace = body["spec"]["namespace"].as_str().unwrap_or_default();
+            body["status"] = req.state.authorizer.rules_review(req.user, namespace);
+        }
         "tokenreviews" => {
             let token = body["spec"]["token"].as_str().unwrap_or_default();
             let user = req

@@ -209,6 +209,15 @@ fn rbac_limits_a_service_account_to_its_bindings() {
     }
     let can_i = as_robot(&["auth", "can-i", "watch", "deployments.apps", "-n", "team"]);
     assert_eq!(String::from_utf8_lossy(&can_i.stdout).trim(), "yes");
+    // `can-i --list` (SelfSubjectRulesReview) shows the bound rules.
+    let list = as_robot(&["auth", "can-i", "--list", "-n", "team"]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("deployments.apps ") && l.ends_with("[get list watch]")),
+        "{list}"
+    );
+    assert!(!list.contains("secrets"), "{list}");
 
     // A ClusterRoleBinding to edit: writes anywhere, still no RBAC changes.
     k.ok(&[
