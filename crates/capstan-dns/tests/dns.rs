@@ -300,10 +300,15 @@ async fn dns_registers_itself_and_answers_cluster_and_outside_names() {
             ),
         ]
     );
-    let endpoints: Endpoints = Api::namespaced(client.clone(), "kube-system")
-        .get("kube-dns")
-        .await
-        .expect("kube-dns endpoints");
+    // Endpoints are written after the slice: wait for them too.
+    let endpoints_api: Api<Endpoints> = Api::namespaced(client.clone(), "kube-system");
+    let endpoints = eventually("the kube-dns endpoints", || async {
+        endpoints_api
+            .get_opt("kube-dns")
+            .await
+            .expect("get endpoints")
+    })
+    .await;
     let subset = &endpoints.subsets.expect("subsets")[0];
     assert_eq!(
         subset.addresses.as_ref().expect("addresses")[0].ip,
