@@ -144,6 +144,18 @@ fn rbac_limits_a_service_account_to_its_bindings() {
             .expect("run kubectl")
     };
     let stderr = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    // A new binding reaches the authorizer through the watch cache: retry for a moment.
+    let as_robot_eventually = |args: &[&str]| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let out = as_robot(args);
+            if out.status.success() {
+                return out;
+            }
+            assert!(std::time::Instant::now() < deadline, "{}", stderr(&out));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
 
     let denied = as_robot(&["get", "pods", "-n", "team"]);
     assert!(!denied.status.success());
@@ -171,20 +183,11 @@ fn rbac_limits_a_service_account_to_its_bindings() {
         "team",
         "--from-literal=a=b",
     ]);
-    // The binding reaches the authorizer through the watch cache: allow it a moment.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let out = as_robot(&["get", "configmaps", "settings", "-n", "team", "-o", "name"]);
-        if out.status.success() {
-            assert_eq!(
-                String::from_utf8_lossy(&out.stdout).trim(),
-                "configmap/settings"
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{}", stderr(&out));
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let out = as_robot_eventually(&["get", "configmaps", "settings", "-n", "team", "-o", "name"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "configmap/settings"
+    );
     for (args, message) in [
         (
             vec!["get", "pods", "-n", "default"],
@@ -227,15 +230,7 @@ fn rbac_limits_a_service_account_to_its_bindings() {
         "--clusterrole=edit",
         "--serviceaccount=team:robot",
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let out = as_robot(&["create", "configmap", "mine", "-n", "default"]);
-        if out.status.success() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{}", stderr(&out));
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    as_robot_eventually(&["create", "configmap", "mine", "-n", "default"]);
     let out = as_robot(&[
         "create",
         "rolebinding",
@@ -260,23 +255,15 @@ fn rbac_limits_a_service_account_to_its_bindings() {
         "-n",
         "team",
     ]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let out = as_robot(&[
-            "create",
-            "rolebinding",
-            "friend-view",
-            "--clusterrole=view",
-            "--user=friend",
-            "-n",
-            "team",
-        ]);
-        if out.status.success() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{}", stderr(&out));
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    as_robot_eventually(&[
+        "create",
+        "rolebinding",
+        "friend-view",
+        "--clusterrole=view",
+        "--user=friend",
+        "-n",
+        "team",
+    ]);
     let out = as_robot(&[
         "create",
         "rolebinding",
