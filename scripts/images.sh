@@ -3,7 +3,7 @@
 # local registry (Debian's docker-registry) on 127.0.0.1:5000, from which containerd pulls over plain HTTP:
 #   127.0.0.1:5000/busybox:latest     busybox + all applets in /bin, /etc/passwd and /etc/group, /tmp; cmd sh
 #   127.0.0.1:5000/pause:3.10         the pod sandbox: /bin/pause sleeps until SIGTERM/SIGINT, then exits 0
-#   127.0.0.1:5000/httpserver:latest  busybox httpd on :8080 serving /www (index.html, cgi-bin/hostname)
+#   127.0.0.1:5000/httpserver:latest  busybox httpd on :8080 serving /www (index.html, cgi-bin/hostname, cgi-bin/client)
 # Image sources are in images/<name>/ (copied over the busybox root for pause and httpserver).
 #
 # As root. Idempotent: every image config carries the label io.capstan.inputs, a hash of this script,

@@ -530,15 +530,29 @@ async fn watch(
     };
     let send_initial = req.query.get("sendInitialEvents") == Some("true");
     let bookmarks = req.query.flag("allowWatchBookmarks");
-    let start = req
+    let start = match req
         .state
         .cache
         .watch(resource, if send_initial { None } else { rv })
-        .map_err(|e| match e {
-            WatchStartError::TooOld { requested, oldest } => {
+    {
+        Ok(start) => start,
+        // As kube-apiserver: the watch itself succeeds and its one event is the 410 (clients such
+        // as kube-rs's watcher re-list on that event, but retry an HTTP 410 with the same version).
+        Err(WatchStartError::TooOld { requested, oldest }) => {
+            let status =
                 ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
-            }
-        })?;
+                    .status();
+            let (tx, rx) = mpsc::channel(1);
+            let _ = tx.try_send(event_line(
+                "ERROR",
+                &serde_json::to_vec(&status).unwrap_or_default(),
+            ));
+            return Ok(Output::Stream {
+                content_type: "application/json".into(),
+                chunks: rx,
+            });
+        }
+    };
     let timeout = req
         .query
         .get("timeoutSeconds")

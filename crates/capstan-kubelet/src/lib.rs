@@ -59,6 +59,11 @@ pub struct KubeletConfig {
     pub cluster_domain: String,
     /// Maximum pods on this node (110, as the kubelet defaults).
     pub max_pods: u32,
+    /// The pods' interface MTU (the node's pod network may need room for its headers).
+    pub pod_mtu: Option<u32>,
+    /// The CNI bridge masquerades pod traffic leaving the node's subnet; off when the pod network
+    /// between nodes does it (pods then keep their address towards other nodes' pods).
+    pub bridge_masquerade: bool,
 }
 
 impl KubeletConfig {
@@ -77,6 +82,8 @@ impl KubeletConfig {
             cluster_dns: IpAddr::from([10, 43, 0, 10]),
             cluster_domain: "cluster.local".into(),
             max_pods: 110,
+            pod_mtu: None,
+            bridge_masquerade: true,
         }
     }
 
@@ -229,7 +236,7 @@ pub async fn run(
         None => Some(paths.cni_conf_dir.clone()),
     };
     if let Some(dir) = cni_dir {
-        cni::write_conflist(&dir, &kubelet.config.data_dir, &pod_cidr)?;
+        cni::write_conflist(&dir, &kubelet.config, &pod_cidr)?;
     }
     tokio::spawn(node::heartbeat(
         kubelet.clone(),

@@ -8,11 +8,11 @@
 //! Talks to the cluster only through the API server (`kube::Client`); depends on no other Capstan
 //! crate.
 
+pub mod host;
 mod model;
 mod rules;
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,7 +21,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 /// The proxy's settings.
@@ -174,96 +173,16 @@ async fn sync(
         return Ok(None);
     }
     let started = std::time::Instant::now();
-    let save = command("iptables-save", &["-t", "nat"], None).await?;
+    let save = host::command("iptables-save", &["-t", "nat"], None).await?;
     let (input, _) = rules::render(&ports, &ctx, &rules::hashed_chains(&save));
-    command("iptables-restore", &["-w", "5", "--noflush"], Some(&input)).await?;
-    ensure_jumps().await?;
+    host::command("iptables-restore", &["-w", "5", "--noflush"], Some(&input)).await?;
+    host::ensure_jumps(&rules::JUMPS).await?;
     tracing::debug!(
         ports = ports.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "service rules applied"
     );
     Ok(Some(wanted))
-}
-
-/// Makes the built-in chains jump to ours (idempotent: `-C` first, `-I` when missing).
-async fn ensure_jumps() -> Result<(), ProxyError> {
-    for (table, chain, rule) in rules::JUMPS {
-        let args = split_rule(rule);
-        let mut check = vec!["-w", "5", "-t", table, "-C", chain];
-        check.extend(args.iter().map(String::as_str));
-        if command("iptables", &check, None).await.is_ok() {
-            continue;
-        }
-        let mut insert = vec!["-w", "5", "-t", table, "-I", chain];
-        insert.extend(args.iter().map(String::as_str));
-        command("iptables", &insert, None).await?;
-    }
-    Ok(())
-}
-
-/// Splits a rule into arguments, keeping double-quoted comments whole.
-fn split_rule(rule: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in rule.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ' ' if !quoted => {
-                if !current.is_empty() {
-                    out.push(std::mem::take(&mut current));
-                }
-            }
-            c => current.push(c),
-        }
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
-/// Runs `program args` (feeding `stdin`), returning its stdout.
-async fn command(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, ProxyError> {
-    let name = || format!("{program} {}", args.join(" "));
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| ProxyError::Spawn {
-            command: name(),
-            source,
-        })?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes())
-            .await
-            .map_err(|source| ProxyError::Spawn {
-                command: name(),
-                source,
-            })?;
-    }
-    let output = child
-        .wait_with_output()
-        .await
-        .map_err(|source| ProxyError::Spawn {
-            command: name(),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(ProxyError::Failed {
-            command: name(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Service traffic is routed between interfaces, node ports answer on loopback too (DNAT away from
@@ -292,25 +211,5 @@ fn enable_forwarding() {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rules_split_into_arguments_with_quoted_comments_whole() {
-        assert_eq!(
-            split_rule("-m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES"),
-            [
-                "-m",
-                "comment",
-                "--comment",
-                "kubernetes service portals",
-                "-j",
-                "KUBE-SERVICES"
-            ]
-        );
     }
 }

@@ -66,6 +66,11 @@ pub(crate) struct ServerArgs {
     /// Do not run the local agent's service proxy (Service traffic is then not forwarded on this node).
     #[arg(long)]
     pub(crate) disable_kube_proxy: bool,
+    /// How this node's pods reach other nodes' pods: `vxlan` (default, as k3s), `host-gw` (all nodes on
+    /// one L2 network) or `none` (no routes between nodes; the bridge masquerades pod traffic).
+    /// Every node of a cluster must use the same backend.
+    #[arg(long, value_enum, default_value_t = FlannelBackend::Vxlan)]
+    pub(crate) flannel_backend: FlannelBackend,
     /// Packaged components not to run, as k3s names them (`--disable coredns,servicelb`).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub(crate) disable: Vec<Packaged>,
@@ -89,6 +94,25 @@ pub(crate) enum Packaged {
     Servicelb,
 }
 
+/// The pod network's backends (k3s's `--flannel-backend` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum FlannelBackend {
+    Vxlan,
+    HostGw,
+    None,
+}
+
+impl FlannelBackend {
+    /// The backend to run, `None` for `none`.
+    pub(crate) fn backend(self) -> Option<capstan_flannel::Backend> {
+        match self {
+            FlannelBackend::Vxlan => Some(capstan_flannel::Backend::Vxlan),
+            FlannelBackend::HostGw => Some(capstan_flannel::Backend::HostGw),
+            FlannelBackend::None => None,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
     /// URL of a server, `https://HOST:PORT`.
@@ -109,6 +133,11 @@ pub(crate) struct AgentArgs {
     /// Do not run the service proxy (Service traffic is then not forwarded on this node).
     #[arg(long)]
     pub(crate) disable_kube_proxy: bool,
+    /// How this node's pods reach other nodes' pods: `vxlan` (default, as k3s), `host-gw` (all nodes on
+    /// one L2 network) or `none` (no routes between nodes; the bridge masquerades pod traffic).
+    /// Every node of a cluster must use the same backend.
+    #[arg(long, value_enum, default_value_t = FlannelBackend::Vxlan)]
+    pub(crate) flannel_backend: FlannelBackend,
 }
 
 /// Parses Go-style durations as Kubernetes flags take them: `40s`, `5m`, `1h30m`, `500ms`.

@@ -169,3 +169,40 @@ fn watch_only_sees_matching_labels() {
         "web1 created and relabelled: two events at least: {lines:?}"
     );
 }
+
+/// A watch from a resourceVersion the (restarted) server's watch cache no longer holds is answered
+/// as kube-apiserver answers it: the request succeeds and its one event is an ERROR carrying a 410
+/// `Expired` Status, on which clients (client-go's reflector, kube-rs's watcher) list again. An HTTP
+/// 410 instead made kube-rs retry the same version forever.
+#[test]
+fn a_watch_from_a_version_the_cache_lost_gets_a_410_error_event() {
+    let mut k = Cluster::start();
+    create_cm(&k, "default", "before", "1");
+    let old = k.jsonpath(&["cm", "before"], "{.metadata.resourceVersion}");
+    assert!(old.parse::<u64>().is_ok(), "resourceVersion {old:?}");
+    for i in 0..3 {
+        create_cm(&k, "default", &format!("after-{i}"), "2");
+    }
+    k.restart();
+    // (A served watch would stream until its timeout: the test then fails on the ADDED events.)
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={old}&timeoutSeconds=5"
+    );
+    let out = k.ok(&["get", "--raw", &path]);
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    assert_eq!(events.len(), 1, "{out}");
+    assert_eq!(events[0]["type"], "ERROR");
+    let status = &events[0]["object"];
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["code"], 410);
+    assert_eq!(status["reason"], "Expired");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(&format!("too old resource version: {old} ("))),
+        "{status}"
+    );
+}

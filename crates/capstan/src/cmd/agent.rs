@@ -131,6 +131,13 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let mut config =
         capstan_kubelet::KubeletConfig::new(&node_name, args.data_dir.join("agent"), node_ip);
     config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+    super::spawn_pod_network(
+        client.clone(),
+        &mut config,
+        args.flannel_backend.backend(),
+        shutdown.clone(),
+    )
+    .await;
     if !args.disable_kube_proxy {
         super::spawn_proxy(client.clone(), &node_name, shutdown.clone());
     }

@@ -116,7 +116,11 @@ async fn serve(args: ServerArgs) -> Result<()> {
         .write_kubeconfig
         .clone()
         .unwrap_or_else(|| args.data_dir.join("admin.kubeconfig"));
-    write_admin_kubeconfig(&pki, &kubeconfig, args.https_port)?;
+    write_admin_kubeconfig(
+        &pki,
+        &kubeconfig,
+        &local_url(args.bind_address, args.https_port),
+    )?;
 
     let tokens = Arc::new(Tokens::default());
     let token = capstan_pki::load_or_create_join_token(&args.data_dir.join("token"), pki.ca_pem())
@@ -173,19 +177,22 @@ async fn serve(args: ServerArgs) -> Result<()> {
     let api = tokio::spawn(server.run(shutdown.clone()));
 
     // Scheduler and controllers are API clients like any other, each behind its own Lease.
-    let loopback = if args.bind_address.is_unspecified() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        args.bind_address
-    };
-    let url = format!("https://{}", SocketAddr::new(loopback, args.https_port));
+    let url = local_url(args.bind_address, args.https_port);
     let identity = format!("{}_{}", hostname(), std::process::id());
     let scheduler_client = component_client(&pki, &url, "system:kube-scheduler", &[]).await?;
     let controllers_client =
         component_client(&pki, &url, "system:kube-controller-manager", &[]).await?;
     if !args.disable_agent {
         let node_name = args.node_name.clone().unwrap_or_else(hostname);
-        let (config, client, tls) = local_agent(&pki, &url, &args, &node_name, advertise).await?;
+        let (mut config, client, tls) =
+            local_agent(&pki, &url, &args, &node_name, advertise).await?;
+        super::spawn_pod_network(
+            client.clone(),
+            &mut config,
+            args.flannel_backend.backend(),
+            shutdown.clone(),
+        )
+        .await;
         if !args.disable_kube_proxy {
             super::spawn_proxy(client.clone(), &node_name, shutdown.clone());
         }
@@ -316,7 +323,17 @@ async fn component_client(
         .with_context(|| format!("cannot build the API client of {user}"))
 }
 
-fn write_admin_kubeconfig(pki: &capstan_pki::Pki, path: &Path, port: u16) -> Result<()> {
+/// Where clients on this machine reach the server: loopback, unless it listens on one address only.
+fn local_url(bind: IpAddr, port: u16) -> String {
+    let host = if bind.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        bind
+    };
+    format!("https://{}", SocketAddr::new(host, port))
+}
+
+fn write_admin_kubeconfig(pki: &capstan_pki::Pki, path: &Path, server: &str) -> Result<()> {
     let admin = pki
         .issue_client_cert(
             "admin",
@@ -324,8 +341,7 @@ fn write_admin_kubeconfig(pki: &capstan_pki::Pki, path: &Path, port: u16) -> Res
             Duration::from_secs(365 * 24 * 3600),
         )
         .context("cannot issue the admin certificate")?;
-    let server = format!("https://127.0.0.1:{port}");
-    capstan_pki::write_kubeconfig(path, &server, pki.ca_pem(), &admin)
+    capstan_pki::write_kubeconfig(path, server, pki.ca_pem(), &admin)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
