@@ -1261,3 +1261,258 @@ fn containerd_is_restarted_when_it_dies() {
         "0"
     );
 }
+
+/// A second machine for the two-node test: a network namespace `capstan-n2` joined to the host by a
+/// veth pair (host 192.168.251.1, node 192.168.251.2), in which a real `capstan agent` (with its own
+/// containerd, CNI bridge, iptables and VXLAN device) runs. Dropped after the cluster: kills the
+/// agent and its containerd and shims, deletes the namespace (and so the veth pair) and the host's
+/// VXLAN device (and so the routes through it).
+struct SecondNode {
+    dir: std::path::PathBuf,
+    agent: Option<std::process::Child>,
+}
+
+const NETNS: &str = "capstan-n2";
+const HOST_IP: &str = "192.168.251.1";
+const NODE2_IP: &str = "192.168.251.2";
+
+fn sh(script: &str) {
+    let out = std::process::Command::new("sh")
+        .args(["-ec", script])
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl SecondNode {
+    fn network(dir: std::path::PathBuf) -> SecondNode {
+        // What an interrupted run left goes first.
+        for args in [
+            ["netns", "delete", NETNS].as_slice(),
+            &["link", "del", "capstan-n2-h"],
+        ] {
+            let _ = std::process::Command::new("ip")
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        sh(&format!(
+            "ip netns add {NETNS}
+             ip link add capstan-n2-h type veth peer name eth0 netns {NETNS}
+             ip addr add {HOST_IP}/30 dev capstan-n2-h
+             ip link set capstan-n2-h up
+             ip netns exec {NETNS} sh -ec 'ip addr add {NODE2_IP}/30 dev eth0; ip link set eth0 up;
+               ip link set lo up; ip route add default via {HOST_IP}'"
+        ));
+        SecondNode { dir, agent: None }
+    }
+
+    /// Starts `capstan agent` in the namespace. `nsenter --net` (not `ip netns exec`, which remounts
+    /// /sys and so hides the host's cgroup mounts from runc) switches the network namespace only.
+    fn start_agent(&mut self, port: u16, token: &str) {
+        std::fs::create_dir_all(&self.dir).expect("agent dir");
+        let log = std::fs::File::create(self.dir.join("agent.log")).expect("agent log");
+        let child = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{NETNS}"))
+            .arg(env!("CARGO_BIN_EXE_capstan"))
+            .args(["agent", "--server", &format!("https://{HOST_IP}:{port}")])
+            .args(["--token", token.trim(), "--node-name", NETNS])
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start capstan agent in the namespace");
+        self.agent = Some(child);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// Puts the test images into the node's containerd. `ctr` runs on the host, where the registry
+    /// (127.0.0.1:5000) is; inside the namespace 127.0.0.1 is the node's own loopback.
+    fn preload(&self, images: &[&str]) {
+        let socket = self.dir.join("data/agent/containerd/containerd.sock");
+        for image in images {
+            let out = std::process::Command::new("ctr")
+                .arg("--address")
+                .arg(&socket)
+                .args([
+                    "--namespace",
+                    "k8s.io",
+                    "images",
+                    "pull",
+                    "--plain-http",
+                    image,
+                ])
+                .output()
+                .expect("run ctr");
+            assert!(
+                out.status.success(),
+                "ctr pull {image}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    fn stop_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::process::Command::new("pkill")
+            .arg("-9")
+            .arg("-f")
+            .arg(self.dir.display().to_string())
+            .status();
+    }
+}
+
+impl Drop for SecondNode {
+    fn drop(&mut self) {
+        self.stop_agent();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", NETNS])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", "flannel.1"])
+            .status();
+    }
+}
+
+/// The address busybox httpd's CGI saw the request come from (`[::ffff:10.42.0.5]` on its
+/// dual-stack socket).
+fn client_address(body: &str) -> String {
+    body.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_start_matches("::ffff:")
+        .to_owned()
+}
+
+#[test]
+fn pods_on_two_nodes_reach_each_other_over_the_vxlan_overlay() {
+    let scratch = capstan_testkit::temp_dir().expect("temp dir");
+    let mut node2 = SecondNode::network(scratch.path().join("node2"));
+    let c = Cluster::start_with_agent_and_flags(&["--bind-address", HOST_IP]);
+    let token = std::fs::read_to_string(c.dir().join("data/token")).expect("join token");
+    node2.start_agent(c.port(), &token);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = c.run(&[
+            "get",
+            "node",
+            NETNS,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        if String::from_utf8_lossy(&ready.stdout).trim() == "True" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 not Ready:\n{}",
+            node2.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    node2.preload(&[HTTPSERVER, "127.0.0.1:5000/pause:3.10"]);
+    let node1 = c
+        .ok(&["get", "nodes", "-o", "name"])
+        .lines()
+        .map(|n| n.trim_start_matches("node/").to_owned())
+        .find(|n| n != NETNS)
+        .expect("the server's own node");
+
+    // Each node publishes how it is reached (flannel's annotations).
+    for (node, ip) in [(node1.as_str(), HOST_IP), (NETNS, NODE2_IP)] {
+        let notes = c.jsonpath(&["node", node], "{.metadata.annotations}");
+        let notes: serde_json::Value = serde_json::from_str(&notes).expect("annotations");
+        assert_eq!(notes["flannel.alpha.coreos.com/backend-type"], "vxlan");
+        assert_eq!(notes["flannel.alpha.coreos.com/public-ip"], ip);
+        assert_contains(
+            notes["flannel.alpha.coreos.com/backend-data"]
+                .as_str()
+                .unwrap_or_default(),
+            "\"VtepMAC\":",
+        );
+    }
+
+    let pod = |name: &str, node: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\n\
+             spec:\n  nodeSelector: {{kubernetes.io/hostname: {node}}}\n  containers:\n  \
+             - name: web\n    image: {HTTPSERVER}\n    imagePullPolicy: IfNotPresent\n---\n\
+             apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector: {{app: {name}}}\n  \
+             ports: [{{port: 80, targetPort: 8080}}]\n---\n"
+        )
+    };
+    c.apply_stdin(&format!("{}{}", pod("a", &node1), pod("b", NETNS)));
+    c.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/a",
+        "pod/b",
+        "--timeout=60s",
+    ]);
+    let ip_a = c.jsonpath(&["pod", "a"], "{.status.podIP}");
+    let ip_b = c.jsonpath(&["pod", "b"], "{.status.podIP}");
+    let cidr_b = c.jsonpath(&["node", NETNS], "{.spec.podCIDR}");
+    assert!(
+        cidr_b.starts_with(&ip_b.rsplit_once('.').expect("IPv4").0.to_string()),
+        "pod b {ip_b} is in node 2's subnet {cidr_b}"
+    );
+    let fetch =
+        |from: &str, url: &str| client_address(&c.ok(&["exec", from, "--", "wget", "-qO-", url]));
+
+    // Pod to pod across the nodes, both ways: the other pod sees the sender's own address.
+    assert_eq!(
+        fetch("a", &format!("http://{ip_b}:8080/cgi-bin/client")),
+        ip_a
+    );
+    assert_eq!(
+        fetch("b", &format!("http://{ip_a}:8080/cgi-bin/client")),
+        ip_b
+    );
+    // Through a Service found by its DNS name: the proxy picks the pod on the other node.
+    assert_eq!(fetch("a", "http://b/cgi-bin/client"), ip_a);
+    assert_eq!(
+        fetch("b", "http://a.default.svc.cluster.local/cgi-bin/client"),
+        ip_b
+    );
+    // From the host to node 2's pod: it comes from the host's end of the tunnel.
+    let cidr_a = c.jsonpath(&["node", &node1], "{.spec.podCIDR}");
+    assert_eq!(
+        client_address(&http_get(&ip_b, 8080, "/cgi-bin/client")),
+        cidr_a.split('/').next().expect("network address")
+    );
+
+    // A node that leaves takes its route with it.
+    c.ok(&["delete", "pod", "b", "--grace-period=1", "--timeout=30s"]);
+    node2.stop_agent();
+    c.ok(&["delete", "node", NETNS]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let routes = std::process::Command::new("ip")
+            .args(["route", "show", &cidr_b])
+            .output()
+            .expect("ip route");
+        if String::from_utf8_lossy(&routes.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "route to the deleted node's pods still there: {}",
+            String::from_utf8_lossy(&routes.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(c);
+}

@@ -54,9 +54,11 @@ fn spawn_server(dir: &Path, port: u16, agent: bool, flags: &[String]) -> Child {
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--https-port")
-        .arg(port.to_string())
-        .arg("--bind-address")
-        .arg("127.0.0.1")
+        .arg(port.to_string());
+    if !flags.iter().any(|f| f == "--bind-address") {
+        command.arg("--bind-address").arg("127.0.0.1");
+    }
+    command
         .args(flags)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -81,7 +83,12 @@ impl Cluster {
     /// the node is Ready. Tests using it must run one at a time (they share the host's CNI bridge):
     /// see the `node` test group in `.config/nextest.toml`.
     pub(crate) fn start_with_agent() -> Cluster {
-        let mut cluster = Self::start_inner(true);
+        Self::start_with_agent_and_flags(&[])
+    }
+
+    /// [`Cluster::start_with_agent`] with extra server flags (e.g. `--bind-address`).
+    pub(crate) fn start_with_agent_and_flags(flags: &[&str]) -> Cluster {
+        let mut cluster = Self::start_inner_with(true, flags);
         cluster.agent = true;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
