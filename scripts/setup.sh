@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # Debian packages: build tools (protoc for the etcd/CRI gRPC crates), the etcd server for the HA store
-# and its tests, and the container runtime stack the kubelet drives.
+# and its tests, the container runtime stack the kubelet drives, and the network tools the service
+# proxy and the pod network run (iptables; ip and bridge from iproute2; nsenter for the two-node test).
 PACKAGES=(
   protobuf-compiler
   libprotobuf-dev
@@ -13,6 +14,8 @@ PACKAGES=(
   runc
   containernetworking-plugins
   iptables
+  iproute2
+  util-linux
   busybox-static
   umoci
   skopeo
