@@ -17,6 +17,7 @@ mod discovery;
 mod disruption;
 mod encode;
 mod error;
+mod impersonation;
 mod metrics;
 mod metrics_api;
 mod network;

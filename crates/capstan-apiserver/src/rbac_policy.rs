@@ -163,6 +163,8 @@ fn view_rules() -> Vec<Value> {
 fn edit_rules() -> Vec<Value> {
     let mut rules = view_rules();
     rules.extend([
+        // As Kubernetes' edit role: act as the namespace's service accounts (`kubectl --as`).
+        rule(&[""], &["serviceaccounts"], &["impersonate"]),
         rule(
             &[""],
             &[
@@ -653,6 +655,8 @@ mod tests {
         assert!(!rules("view", "create", "", "pods"));
         assert!(rules("edit", "list", "", "secrets"));
         assert!(rules("edit", "create", "", "pods/exec"));
+        assert!(rules("edit", "impersonate", "", "serviceaccounts"));
+        assert!(!rules("edit", "impersonate", "", "users"));
         assert!(!rules(
             "edit",
             "create",

@@ -210,7 +210,10 @@ async fn handle(
                 name: "system:anonymous".into(),
                 groups: vec!["system:unauthenticated".into()],
             });
-            route(&state, &user, req, target, &mut labels).await
+            match crate::impersonation::resolve(state.authorizer.as_ref(), user, req.headers()) {
+                Ok(user) => route(&state, &user, req, target, &mut labels).await,
+                Err(e) => respond(Reply::error(&e)),
+            }
         }
     };
     let code = response.status().as_u16();
@@ -410,9 +413,17 @@ async fn resource(
         } else {
             format!("\"{}\"", path.group)
         };
+        // kube-apiserver names the object as `<resource>[.<group>] ["<name>"]`.
+        let mut object = path.resource.clone();
+        if !path.group.is_empty() {
+            object = format!("{object}.{}", path.group);
+        }
+        if let Some(name) = &path.name {
+            object = format!("{object} \"{name}\"");
+        }
         return respond(Reply::error(&ApiError::forbidden(format!(
-            "{} is forbidden: User \"{}\" cannot {verb} resource \"{resource_name}\" in API group {group}{scope}",
-            path.resource, user.name
+            "{object} is forbidden: User \"{}\" cannot {verb} resource \"{resource_name}\" in API group {group}{scope}",
+            user.name
         ))));
     }
     if crate::metrics_api::is_metrics(&path) {

@@ -298,3 +298,134 @@ fn rbac_limits_a_service_account_to_its_bindings() {
         );
     }
 }
+
+/// `kubectl --as` / `--as-group`: the admin (system:masters) may become anyone and is then judged as
+/// them; a service account bound to `edit` in its namespace may act as the namespace's other
+/// service accounts (Kubernetes' edit role allows that) but not as a user or another namespace's
+/// account; refusals read as kube-apiserver's.
+#[test]
+fn impersonation_runs_requests_as_the_impersonated_user_when_allowed() {
+    let k = Cluster::start();
+    k.create_namespace("team");
+    let who = k.ok(&[
+        "auth",
+        "whoami",
+        "--as=jane",
+        "--as-group=devs",
+        "-o",
+        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+    ]);
+    assert_eq!(who, r#"jane ["devs","system:authenticated"]"#);
+    let denied = k.fails(&["get", "pods", "-n", "team", "--as=jane"]);
+    assert_contains(
+        &denied,
+        r#"Error from server (Forbidden): pods is forbidden: User "jane" cannot list resource "pods" in API group "" in the namespace "team""#,
+    );
+    // A named object's refusal names it (and its group), as kube-apiserver's does.
+    let denied = k.fails(&["get", "deployment", "web", "-n", "team", "--as=jane"]);
+    assert_contains(
+        &denied,
+        r#"deployments.apps "web" is forbidden: User "jane" cannot get resource "deployments" in API group "apps" in the namespace "team""#,
+    );
+    assert_eq!(
+        k.ok(&[
+            "auth",
+            "can-i",
+            "get",
+            "pods",
+            "-n",
+            "team",
+            "--as=jane",
+            "--as-group=system:masters"
+        ])
+        .trim(),
+        "yes"
+    );
+
+    for sa in ["robot", "helper"] {
+        k.ok(&["create", "serviceaccount", sa, "-n", "team"]);
+    }
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "robot-edit",
+        "--clusterrole=edit",
+        "--serviceaccount=team:robot",
+        "-n",
+        "team",
+    ]);
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "helper-view",
+        "--clusterrole=view",
+        "--serviceaccount=team:helper",
+        "-n",
+        "team",
+    ]);
+    k.ok(&["create", "configmap", "settings", "-n", "team"]);
+    let token = k.ok(&["create", "token", "robot", "-n", "team"]);
+    let robot = k.token_kubeconfig("robot.kubeconfig", token.trim());
+    let as_robot = |args: &[&str]| {
+        k.command_with(&robot)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    };
+    let helper = "--as=system:serviceaccount:team:helper";
+    // New bindings reach the authorizer through the watch cache: retry for a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let out = loop {
+        let out = as_robot(&[
+            "get",
+            "configmap",
+            "settings",
+            "-n",
+            "team",
+            "-o",
+            "name",
+            helper,
+        ]);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "configmap/settings",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // As helper (view), the robot may not write, although it could itself.
+    let out = as_robot(&["create", "configmap", "other", "-n", "team", helper]);
+    assert_contains(
+        &String::from_utf8_lossy(&out.stderr),
+        r#"configmaps is forbidden: User "system:serviceaccount:team:helper" cannot create resource "configmaps" in API group "" in the namespace "team""#,
+    );
+    for (args, message) in [
+        (
+            vec!["get", "configmaps", "-n", "team", "--as=jane"],
+            r#"users "jane" is forbidden: User "system:serviceaccount:team:robot" cannot impersonate resource "users" in API group "" at the cluster scope"#,
+        ),
+        (
+            vec![
+                "get",
+                "configmaps",
+                "-n",
+                "team",
+                helper,
+                "--as-group=system:masters",
+            ],
+            r#"groups "system:masters" is forbidden: User "system:serviceaccount:team:robot" cannot impersonate resource "groups" in API group "" at the cluster scope"#,
+        ),
+        (
+            vec!["get", "pods", "--as=system:serviceaccount:default:default"],
+            r#"serviceaccounts "default" is forbidden: User "system:serviceaccount:team:robot" cannot impersonate resource "serviceaccounts" in API group "" in the namespace "default""#,
+        ),
+    ] {
+        let out = as_robot(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_contains(&String::from_utf8_lossy(&out.stderr), message);
+    }
+}
