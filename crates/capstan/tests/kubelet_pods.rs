@@ -995,66 +995,93 @@ spec:
 
 /// `capstan agent` joins a control-plane-only server with the join token (TLS bootstrap through
 /// CertificateSigningRequests), registers its node and runs pods whose logs kubectl reads through it.
+/// A `capstan agent` joined to a cluster's server on this machine. On drop its pods are stopped
+/// (by it: a container left running would keep its address on the shared bridge), then it is killed
+/// with its containerd and shims (they outlive it).
+struct Agent(
+    std::process::Child,
+    std::path::PathBuf,
+    std::process::Command,
+);
+
+impl Agent {
+    fn spawn(c: &Cluster, dir: &std::path::Path, node: &str, log: &str) -> std::process::Child {
+        let token = std::fs::read_to_string(c.dir().join("data/token")).expect("join token");
+        let log = std::fs::File::create(c.dir().join(log)).expect("agent log");
+        std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
+            .args([
+                "agent",
+                "--server",
+                &format!("https://127.0.0.1:{}", c.port()),
+                "--token",
+                token.trim(),
+            ])
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--node-name", node])
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start capstan agent")
+    }
+
+    /// Starts the agent and waits until its node is Ready.
+    fn join(c: &Cluster, dir: &std::path::Path, node: &str, log: &str) -> Agent {
+        let mut cleanup = c.command();
+        cleanup.args([
+            "delete",
+            "deployments,pods",
+            "--all",
+            "--grace-period=1",
+            "--timeout=30s",
+        ]);
+        let mut agent = Agent(Self::spawn(c, dir, node, log), dir.to_owned(), cleanup);
+        let agent_log = || std::fs::read_to_string(c.dir().join(log)).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = c.run(&[
+                "get",
+                "node",
+                node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            if String::from_utf8_lossy(&ready.stdout).trim() == "True" {
+                return agent;
+            }
+            if let Ok(Some(status)) = agent.0.try_wait() {
+                panic!("agent exited ({status}):\n{}", agent_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node not Ready:\n{}",
+                agent_log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.2.output();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::process::Command::new("pkill")
+            .arg("-9")
+            .arg("-f")
+            .arg(self.1.display().to_string())
+            .status();
+    }
+}
+
 #[test]
 fn an_agent_joins_with_the_token_and_runs_pods() {
     let c = Cluster::start();
-    let token = std::fs::read_to_string(c.dir().join("data/token")).expect("join token");
     let agent_dir = c.dir().join("data/agent");
-    let log = std::fs::File::create(c.dir().join("agent.log")).expect("agent log");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args([
-            "agent",
-            "--server",
-            &format!("https://127.0.0.1:{}", c.port()),
-            "--token",
-            token.trim(),
-        ])
-        .arg("--data-dir")
-        .arg(&agent_dir)
-        .args(["--node-name", "joined-1"])
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start capstan agent");
-    /// Kills the agent, then its containerd and shims (they outlive it).
-    struct Agent(std::process::Child, std::path::PathBuf);
-    impl Drop for Agent {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-            let _ = std::process::Command::new("pkill")
-                .arg("-9")
-                .arg("-f")
-                .arg(self.1.display().to_string())
-                .status();
-        }
-    }
-    let mut agent = Agent(child, agent_dir.clone());
-    let agent_log = || std::fs::read_to_string(c.dir().join("agent.log")).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ready = c.run(&[
-            "get",
-            "node",
-            "joined-1",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ]);
-        if String::from_utf8_lossy(&ready.stdout).trim() == "True" {
-            break;
-        }
-        if let Ok(Some(status)) = agent.0.try_wait() {
-            panic!("agent exited ({status}):\n{}", agent_log());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node not Ready:\n{}",
-            agent_log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut agent = Agent::join(&c, &agent_dir, "joined-1", "agent.log");
     // Both certificates came through CSRs, approved and signed by the controller manager.
     let csrs = c.ok(&[
         "get",
@@ -1132,24 +1159,7 @@ fn an_agent_joins_with_the_token_and_runs_pods() {
     );
     let _ = agent.0.kill();
     let _ = agent.0.wait();
-    let log = std::fs::File::create(c.dir().join("agent2.log")).expect("agent log");
-    agent.0 = std::process::Command::new(env!("CARGO_BIN_EXE_capstan"))
-        .args([
-            "agent",
-            "--server",
-            &format!("https://127.0.0.1:{}", c.port()),
-            "--token",
-            token.trim(),
-        ])
-        .arg("--data-dir")
-        .arg(&agent_dir)
-        .args(["--node-name", "joined-1"])
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("restart capstan agent");
+    agent.0 = Agent::spawn(&c, &agent_dir, "joined-1", "agent2.log");
     let agent2_log = std::fs::read_to_string(c.dir().join("agent2.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !std::fs::read_to_string(c.dir().join("agent2.log"))
@@ -1515,4 +1525,76 @@ fn pods_on_two_nodes_reach_each_other_over_the_vxlan_overlay() {
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(c);
+}
+
+/// The server restarts (killed, as a crash) under a joined agent: the agent's watches, which the
+/// new server's cache cannot resume (410), list again; running pods are untouched, and pods and
+/// Services created after the restart reach the node.
+#[test]
+fn a_joined_agent_carries_on_across_a_server_restart() {
+    let mut c = Cluster::start();
+    let agent_dir = c.dir().join("data/agent");
+    let _agent = Agent::join(&c, &agent_dir, "joined-1", "agent.log");
+    apply_web(&c, 1, "");
+    c.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod",
+        "-l",
+        "app=web",
+        "--timeout=60s",
+    ]);
+    let before = c.jsonpath(
+        &["pods", "-l", "app=web"],
+        "{.items[0].status.containerStatuses[0].containerID}",
+    );
+    // Writes the old server's cache saw and the new one's window does not hold.
+    for i in 0..5 {
+        c.ok(&["create", "configmap", &format!("filler-{i}")]);
+    }
+    c.restart();
+    c.ok(&[
+        "run",
+        "after",
+        &format!("--image={BUSYBOX}"),
+        "--restart=Never",
+        "--",
+        "echo",
+        "after the restart",
+    ]);
+    wait_for(
+        &c,
+        &["pod", "after"],
+        "{.status.phase}",
+        |p| p == "Succeeded",
+        Duration::from_secs(60),
+    );
+    assert_eq!(c.ok(&["logs", "after"]), "after the restart\n");
+    c.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    let ip = c.jsonpath(&["service", "web"], "{.spec.clusterIP}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match try_http_get(&ip, 80, "/cgi-bin/hostname") {
+            Ok(body) if body.trim().starts_with("web-") => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "the node's proxy never forwarded the new Service: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        c.jsonpath(
+            &["pods", "-l", "app=web"],
+            "{.items[0].status.containerStatuses[0].containerID}"
+        ),
+        before,
+        "the running pod was restarted"
+    );
 }
