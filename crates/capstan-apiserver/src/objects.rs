@@ -324,6 +324,29 @@ pub(crate) fn admit_default_storage_class(claim: &mut Value, cache: &WatchCache)
     }
 }
 
+/// PersistentVolumeClaimResize admission: a claim may only grow when its StorageClass allows
+/// volume expansion (a claim without a class, or of a class without `allowVolumeExpansion`, cannot).
+pub(crate) fn admit_claim_resize(
+    new: &Value,
+    old: &Value,
+    cache: &WatchCache,
+) -> Result<(), String> {
+    let storage = |claim: &Value| claim["spec"]["resources"]["requests"]["storage"].clone();
+    if storage(new) == storage(old) {
+        return Ok(());
+    }
+    let class = new["spec"]["storageClassName"].as_str().unwrap_or_default();
+    let expandable = !class.is_empty()
+        && capstan_api::find("storage.k8s.io", "v1", "storageclasses")
+            .and_then(|classes| cache.get(classes, &classes.key(None, class)))
+            .is_some_and(|c| c.value()["allowVolumeExpansion"] == true);
+    if expandable {
+        Ok(())
+    } else {
+        Err("only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize".into())
+    }
+}
+
 /// The finalizer that keeps a claim while pods use it (kube's StorageObjectInUseProtection
 /// admission adds it to every new claim; the controller manager removes it once no pod uses it).
 pub(crate) const CLAIM_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";

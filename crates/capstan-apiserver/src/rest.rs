@@ -1192,6 +1192,13 @@ fn next_state(
         objects::admit_priority_class(&new, Some(old), &req.state.cache)
             .map_err(|message| priority_class_forbidden(name, &message))?;
     }
+    if resource.plural == "persistentvolumeclaims" && resource.group.is_empty() {
+        objects::admit_claim_resize(&new, old, &req.state.cache).map_err(|message| {
+            ApiError::forbidden(format!(
+                "persistentvolumeclaims \"{name}\" is forbidden: {message}"
+            ))
+        })?;
+    }
     check_grant(req, resource, ns, name, &new)?;
     if !req.is_apply() {
         patch::record_update(Some(old), &mut new, &manager, resource);

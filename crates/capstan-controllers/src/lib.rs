@@ -20,6 +20,7 @@ mod serviceaccount;
 mod servicelb;
 mod statefulset;
 mod util;
+mod volume_binding;
 
 use std::sync::Arc;
 use std::time::Duration;

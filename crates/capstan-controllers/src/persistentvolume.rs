@@ -14,7 +14,7 @@
 //! It also releases the `kubernetes.io/pvc-protection` finalizer of deleted claims no running pod
 //! uses (kube's pvc-protection controller).
 //!
-//! Left out: binding claims to pre-created volumes of other classes (static provisioning).
+//! Claims of other classes (or none) bind to volumes an administrator created: `volume_binding`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -161,16 +161,17 @@ async fn reconcile(
             return release_protection(&ctx, &claim).await;
         }
         let spec = claim.spec.clone().unwrap_or_default();
-        let Some(class_name) = spec.storage_class_name.clone().filter(|c| !c.is_empty()) else {
-            return Ok(Action::await_change());
-        };
+        let class_name = spec.storage_class_name.clone().unwrap_or_default();
         let classes: Api<StorageClass> = Api::all(ctx.client.clone());
-        let Some(class) = classes.get_opt(&class_name).await? else {
-            return Ok(Action::await_change());
+        let class = if class_name.is_empty() {
+            None
+        } else {
+            classes.get_opt(&class_name).await?
         };
-        if class.provisioner != PROVISIONER {
-            return Ok(Action::await_change());
-        }
+        // Classes nobody provisions here bind to volumes an administrator created.
+        let Some(class) = class.filter(|c| c.provisioner == PROVISIONER) else {
+            return crate::volume_binding::bind(&ctx, &claim).await;
+        };
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
         let volumes: Api<PersistentVolume> = Api::all(ctx.client.clone());
         if let Some(bound_to) = spec.volume_name.clone().filter(|v| !v.is_empty()) {
@@ -346,7 +347,7 @@ async fn chosen_node(
 }
 
 /// Both statuses `Bound`: the claim's with the volume's capacity and access modes.
-async fn finish_binding(
+pub(crate) async fn finish_binding(
     claims: &Api<PersistentVolumeClaim>,
     volumes: &Api<PersistentVolume>,
     claim: &PersistentVolumeClaim,
@@ -392,7 +393,10 @@ async fn released_volumes(ctx: Arc<Context>) {
         if let Err(e) = reclaim_once(&ctx, &volumes).await {
             tracing::debug!(error = %e, "released-volume pass failed");
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        if let Err(e) = crate::volume_binding::sync_static_volumes(&ctx, &volumes).await {
+            tracing::debug!(error = %e, "static volume pass failed");
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
     }
 }
 

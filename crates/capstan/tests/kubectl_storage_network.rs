@@ -88,6 +88,22 @@ description: important
 "#;
 
 /// The header of a kubectl table, as words.
+/// Polls `{.status.phase}` of one object until it reads `want` (10 s).
+fn wait_phase(k: &Cluster, object: &[&str], want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let phase = k.jsonpath(object, "{.status.phase}");
+        if phase == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{object:?} is {phase:?}, not {want:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn header(table: &str) -> Vec<String> {
     table
         .lines()
@@ -134,13 +150,22 @@ fn storage_and_network_kinds_apply_print_and_default_as_kubernetes_does() {
         ],
         "{pvc}"
     );
+    // No provisioner serves class `fast` here, but pv1 fits the claim: the PV controller binds them
+    // (static binding), as Kubernetes does.
+    wait_phase(&k, &["pvc", "data", "-n", "site"], "Bound");
+    let pvc = k.ok(&["get", "pvc", "-n", "site"]);
     let row = &table_rows(&pvc)[0];
-    assert_eq!(&row[..4], ["data", "Pending", "fast", "<unset>"], "{pvc}");
+    assert_eq!(
+        &row[..7],
+        ["data", "Bound", "pv1", "5Gi", "RWO", "fast", "<unset>"],
+        "{pvc}"
+    );
+    wait_phase(&k, &["pv", "pv1"], "Bound");
     let pv = k.ok(&["get", "pv"]);
     let row = &table_rows(&pv)[0];
     assert_eq!(
-        &row[..5],
-        ["pv1", "5Gi", "RWO", "Retain", "Pending"],
+        &row[..7],
+        ["pv1", "5Gi", "RWO", "Retain", "Bound", "site/data", "fast"],
         "{pv}"
     );
     let sc = k.ok(&["get", "sc"]);
@@ -230,6 +255,29 @@ fn storage_and_network_kinds_apply_print_and_default_as_kubernetes_does() {
     }
     let left = k.ok(&["get", "pvc,ing,netpol", "-A", "-o", "name"]);
     assert_eq!(left.trim(), "", "left after namespace deletion:\n{left}");
+    // Its claim gone, the volume keeps its data (Retain) and is not bound again.
+    wait_phase(&k, &["pv", "pv1"], "Released");
+
+    // A claim that asks for no class and finds no fitting volume waits, and says why.
+    k.apply_stdin(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: lonely\nspec:\n  \
+         storageClassName: \"\"\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      \
+         storage: 1Gi\n",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let described = k.ok(&["describe", "pvc", "lonely"]);
+        if described.contains("FailedBinding") {
+            assert_contains(
+                &described,
+                "no persistent volumes available for this claim and no storage class is set",
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{described}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(k.jsonpath(&["pvc", "lonely"], "{.status.phase}"), "Pending");
 }
 
 #[test]
@@ -292,11 +340,26 @@ fn storage_and_network_kinds_reject_bad_input_with_kubernetes_messages() {
         "-n",
         "site",
         "-p",
-        r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+        r#"{"spec":{"accessModes":["ReadWriteMany"]}}"#,
     ]);
     assert_contains(
         &err,
         "spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+    );
+    // A bound claim may ask for more storage only when its class allows expansion.
+    wait_phase(&k, &["pvc", "data", "-n", "site"], "Bound");
+    let err = k.fails(&[
+        "patch",
+        "pvc",
+        "data",
+        "-n",
+        "site",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+    ]);
+    assert_contains(
+        &err,
+        r#"persistentvolumeclaims "data" is forbidden: only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize"#,
     );
     // Nothing of the refused writes was stored.
     assert_eq!(k.jsonpath(&["sc", "fast"], "{.parameters.tier}"), "gold");
