@@ -1598,3 +1598,108 @@ fn a_joined_agent_carries_on_across_a_server_restart() {
         "the running pod was restarted"
     );
 }
+
+/// Kubernetes' "Configure a Pod to Use a PersistentVolume for Storage" task: an administrator's
+/// hostPath volume of class `manual`, a claim of that class, a pod using the claim. The claim binds
+/// to the volume, the pod sees the host directory and writes to it, and once the claim is deleted
+/// the volume is `Released` with the data kept (Retain).
+#[test]
+fn a_pod_uses_an_administrators_volume_through_its_claim() {
+    let c = Cluster::start_with_agent();
+    let dir = c.dir().join("pv-data");
+    std::fs::create_dir_all(&dir).expect("volume dir");
+    std::fs::write(dir.join("index.html"), "Hello from Kubernetes storage\n").expect("index");
+    c.apply_stdin(&format!(
+        "apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: task-pv-volume
+  labels: {{type: local}}
+spec:
+  storageClassName: manual
+  capacity: {{storage: 10Gi}}
+  accessModes: [ReadWriteOnce]
+  hostPath: {{path: {}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: task-pv-claim
+spec:
+  storageClassName: manual
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 3Gi}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: task-pv-pod
+spec:
+  volumes:
+  - name: task-pv-storage
+    persistentVolumeClaim: {{claimName: task-pv-claim}}
+  containers:
+  - name: web
+    image: {HTTPSERVER}
+    volumeMounts:
+    - {{mountPath: /www, name: task-pv-storage}}
+",
+        dir.display()
+    ));
+    c.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/task-pv-pod",
+        "--timeout=60s",
+    ]);
+    let pv = c.ok(&["get", "pv", "task-pv-volume", "--no-headers"]);
+    let columns: Vec<&str> = pv.split_whitespace().collect();
+    assert_eq!(
+        &columns[..7],
+        [
+            "task-pv-volume",
+            "10Gi",
+            "RWO",
+            "Retain",
+            "Bound",
+            "default/task-pv-claim",
+            "manual"
+        ],
+        "{pv}"
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["pvc", "task-pv-claim"],
+            "{.spec.volumeName} {.status.capacity.storage}"
+        ),
+        "task-pv-volume 10Gi"
+    );
+    let ip = c.jsonpath(&["pod", "task-pv-pod"], "{.status.podIP}");
+    assert_eq!(http_get(&ip, 8080, "/"), "Hello from Kubernetes storage\n");
+    c.ok(&[
+        "exec",
+        "task-pv-pod",
+        "--",
+        "sh",
+        "-c",
+        "echo written by the pod > /www/out.txt",
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out.txt")).expect("the pod's file on the host"),
+        "written by the pod\n"
+    );
+    c.ok(&[
+        "delete",
+        "pod",
+        "task-pv-pod",
+        "--grace-period=1",
+        "--timeout=30s",
+    ]);
+    c.ok(&["delete", "pvc", "task-pv-claim", "--timeout=30s"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while c.jsonpath(&["pv", "task-pv-volume"], "{.status.phase}") != "Released" {
+        assert!(Instant::now() < deadline, "the volume was not released");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(dir.join("out.txt").exists(), "Retain keeps the data");
+}
