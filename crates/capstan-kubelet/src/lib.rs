@@ -53,6 +53,8 @@ pub struct KubeletConfig {
     pub sandbox_image: String,
     /// The node's address as other machines (and the API server) reach it.
     pub node_ip: IpAddr,
+    /// An address the node is reached at from outside the cluster (`ExternalIP`), if any.
+    pub node_external_ip: Option<IpAddr>,
     /// The kubelet HTTPS API port (10250 as in Kubernetes; 0 = any free port).
     pub port: u16,
     pub cluster_dns: IpAddr,
@@ -78,6 +80,7 @@ impl KubeletConfig {
             container_runtime_endpoint: None,
             sandbox_image: "127.0.0.1:5000/pause:3.10".into(),
             node_ip,
+            node_external_ip: None,
             port: 10250,
             cluster_dns: IpAddr::from([10, 43, 0, 10]),
             cluster_domain: "cluster.local".into(),

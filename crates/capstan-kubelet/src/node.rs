@@ -255,20 +255,29 @@ fn status(k: &Kubelet, port: u16, runtime_version: &str) -> NodeStatus {
     NodeStatus {
         capacity: Some(cap.clone()),
         allocatable: Some(cap),
-        addresses: Some(vec![
-            NodeAddress {
-                type_: "InternalIP".into(),
-                address: k.config.node_ip.to_string(),
-            },
-            NodeAddress {
-                type_: "Hostname".into(),
-                address: if hostname.is_empty() {
-                    k.config.node_name.clone()
-                } else {
-                    hostname
-                },
-            },
-        ]),
+        addresses: Some(
+            [
+                Some(("InternalIP", k.config.node_ip.to_string())),
+                k.config
+                    .node_external_ip
+                    .map(|ip| ("ExternalIP", ip.to_string())),
+                Some((
+                    "Hostname",
+                    if hostname.is_empty() {
+                        k.config.node_name.clone()
+                    } else {
+                        hostname
+                    },
+                )),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|(type_, address)| NodeAddress {
+                type_: type_.into(),
+                address,
+            })
+            .collect(),
+        ),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint {
                 port: i32::from(port),

@@ -60,6 +60,13 @@ pub(crate) struct ServerArgs {
     /// Name of the local node (default: the hostname).
     #[arg(long)]
     pub(crate) node_name: Option<String>,
+    /// The address this node is reached at by the other nodes and the server (default: the source
+    /// address of the route to the server, or the default route's).
+    #[arg(long)]
+    pub(crate) node_ip: Option<std::net::IpAddr>,
+    /// An address this node is reached at from outside the cluster (its Node's `ExternalIP`).
+    #[arg(long)]
+    pub(crate) node_external_ip: Option<std::net::IpAddr>,
     /// The local agent uses this CRI socket instead of starting its own containerd.
     #[arg(long)]
     pub(crate) container_runtime_endpoint: Option<PathBuf>,
@@ -127,6 +134,13 @@ pub(crate) struct AgentArgs {
     /// Name of this node (default: the hostname).
     #[arg(long)]
     pub(crate) node_name: Option<String>,
+    /// The address this node is reached at by the other nodes and the server (default: the source
+    /// address of the route to the server, or the default route's).
+    #[arg(long)]
+    pub(crate) node_ip: Option<std::net::IpAddr>,
+    /// An address this node is reached at from outside the cluster (its Node's `ExternalIP`).
+    #[arg(long)]
+    pub(crate) node_external_ip: Option<std::net::IpAddr>,
     /// Use this CRI socket instead of starting containerd.
     #[arg(long)]
     pub(crate) container_runtime_endpoint: Option<PathBuf>,
@@ -216,6 +230,54 @@ mod tests {
         assert_eq!(args.default_not_ready_toleration_seconds, 300);
         assert!(!args.disable_agent);
         assert!(args.disable.is_empty());
+        assert_eq!(args.flannel_backend, FlannelBackend::Vxlan);
+        assert_eq!(args.node_ip, None);
+    }
+
+    #[test]
+    fn agent_network_flags_take_k3s_names_and_values() {
+        let cli = Cli::try_parse_from([
+            "capstan",
+            "agent",
+            "--server",
+            "https://10.0.0.1:6443",
+            "--token",
+            "t",
+            "--node-ip",
+            "10.0.0.7",
+            "--node-external-ip",
+            "203.0.113.7",
+            "--flannel-backend",
+            "host-gw",
+        ])
+        .expect("parses");
+        let Command::Agent(args) = cli.command else {
+            panic!("agent")
+        };
+        assert_eq!(args.node_ip, Some("10.0.0.7".parse().expect("ip")));
+        assert_eq!(
+            args.node_external_ip,
+            Some("203.0.113.7".parse().expect("ip"))
+        );
+        assert_eq!(args.flannel_backend, FlannelBackend::HostGw);
+        assert_eq!(
+            args.flannel_backend.backend(),
+            Some(capstan_flannel::Backend::HostGw)
+        );
+        let err =
+            Cli::try_parse_from(["capstan", "server", "--flannel-backend", "wireguard-native"])
+                .expect_err("not built");
+        assert!(
+            err.to_string()
+                .contains("possible values: vxlan, host-gw, none"),
+            "{err}"
+        );
+        let err = Cli::try_parse_from(["capstan", "server", "--node-ip", "not-an-ip"])
+            .expect_err("bad address");
+        assert!(
+            err.to_string().contains("invalid value 'not-an-ip'"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1285,6 +1285,8 @@ struct SecondNode {
 const NETNS: &str = "capstan-n2";
 const HOST_IP: &str = "192.168.251.1";
 const NODE2_IP: &str = "192.168.251.2";
+/// Announced as node 2's ExternalIP (`--node-external-ip`); nothing routes to it.
+const NODE2_EXTERNAL_IP: &str = "198.51.100.2";
 
 fn sh(script: &str) {
     let out = std::process::Command::new("sh")
@@ -1331,6 +1333,7 @@ impl SecondNode {
             .arg(env!("CARGO_BIN_EXE_capstan"))
             .args(["agent", "--server", &format!("https://{HOST_IP}:{port}")])
             .args(["--token", token.trim(), "--node-name", NETNS])
+            .args(["--node-external-ip", NODE2_EXTERNAL_IP])
             .arg("--data-dir")
             .arg(self.dir.join("data"))
             .env("RUST_LOG", "info")
@@ -1441,6 +1444,13 @@ fn pods_on_two_nodes_reach_each_other_over_the_vxlan_overlay() {
         .find(|n| n != NETNS)
         .expect("the server's own node");
 
+    assert_eq!(
+        c.jsonpath(
+            &["node", NETNS],
+            "{.status.addresses[?(@.type==\"InternalIP\")].address} {.status.addresses[?(@.type==\"ExternalIP\")].address}"
+        ),
+        format!("{NODE2_IP} {NODE2_EXTERNAL_IP}")
+    );
     // Each node publishes how it is reached (flannel's annotations).
     for (node, ip) in [(node1.as_str(), HOST_IP), (NETNS, NODE2_IP)] {
         let notes = c.jsonpath(&["node", node], "{.metadata.annotations}");

@@ -56,7 +56,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let tls_dir = args.data_dir.join("tls");
     std::fs::create_dir_all(&tls_dir)
         .with_context(|| format!("cannot create {}", tls_dir.display()))?;
-    let node_ip = node_ip(&server);
+    let node_ip = args.node_ip.unwrap_or_else(|| node_ip(&server));
 
     let ca_pem = match read_opt(&tls_dir.join("ca.crt"))? {
         Some(pem) => pem,
@@ -131,6 +131,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let mut config =
         capstan_kubelet::KubeletConfig::new(&node_name, args.data_dir.join("agent"), node_ip);
     config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+    config.node_external_ip = args.node_external_ip;
     super::spawn_pod_network(
         client.clone(),
         &mut config,

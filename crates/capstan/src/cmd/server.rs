@@ -184,8 +184,8 @@ async fn serve(args: ServerArgs) -> Result<()> {
         component_client(&pki, &url, "system:kube-controller-manager", &[]).await?;
     if !args.disable_agent {
         let node_name = args.node_name.clone().unwrap_or_else(hostname);
-        let (mut config, client, tls) =
-            local_agent(&pki, &url, &args, &node_name, advertise).await?;
+        let node_ip = args.node_ip.unwrap_or(advertise);
+        let (mut config, client, tls) = local_agent(&pki, &url, &args, &node_name, node_ip).await?;
         super::spawn_pod_network(
             client.clone(),
             &mut config,
@@ -304,6 +304,7 @@ async fn local_agent(
     let mut config =
         capstan_kubelet::KubeletConfig::new(node_name, args.data_dir.join("agent"), node_ip);
     config.container_runtime_endpoint = args.container_runtime_endpoint.clone();
+    config.node_external_ip = args.node_external_ip;
     Ok((config, client, tls))
 }
 
