@@ -351,16 +351,28 @@ pub(crate) fn admit_claim_resize(
 /// admission adds it to every new claim; the controller manager removes it once no pod uses it).
 pub(crate) const CLAIM_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
 
+/// The finalizer that keeps a volume while a claim is bound to it (kube's pv-protection).
+pub(crate) const VOLUME_PROTECTION_FINALIZER: &str = "kubernetes.io/pv-protection";
+
 /// StorageObjectInUseProtection admission of a new claim.
 pub(crate) fn admit_claim_protection(claim: &mut Value) {
-    let meta = metadata_mut(claim);
+    add_finalizer(claim, CLAIM_PROTECTION_FINALIZER);
+}
+
+/// StorageObjectInUseProtection admission of a new volume.
+pub(crate) fn admit_volume_protection(volume: &mut Value) {
+    add_finalizer(volume, VOLUME_PROTECTION_FINALIZER);
+}
+
+fn add_finalizer(object: &mut Value, finalizer: &str) {
+    let meta = metadata_mut(object);
     let finalizers = meta
         .entry("finalizers")
         .or_insert_with(|| Value::Array(Vec::new()));
     if let Some(list) = finalizers.as_array_mut()
-        && !list.iter().any(|f| f == CLAIM_PROTECTION_FINALIZER)
+        && !list.iter().any(|f| f == finalizer)
     {
-        list.push(json!(CLAIM_PROTECTION_FINALIZER));
+        list.push(json!(finalizer));
     }
 }
 

@@ -830,6 +830,9 @@ pub(crate) async fn create_object(
             objects::admit_default_storage_class(&mut candidate, &req.state.cache);
             objects::admit_claim_protection(&mut candidate);
         }
+        if resource.plural == "persistentvolumes" && resource.group.is_empty() {
+            objects::admit_volume_protection(&mut candidate);
+        }
         if resource.plural == "certificatesigningrequests" {
             objects::record_csr_requester(&mut candidate, req.user);
         }

@@ -5,6 +5,8 @@
 //! to the volume it names in `spec.volumeName`; a volume pre-bound by its `claimRef` only to that
 //! claim. Unbound volumes read `Available`; a statically bound volume whose claim is gone becomes
 //! `Released` (its data is kept; an administrator clears `claimRef` to reuse it, as in Kubernetes).
+//! It also plays kube's pv-protection controller: a deleted volume stays (`Terminating`) while a
+//! claim is bound to it.
 
 use std::collections::BTreeMap;
 
@@ -249,17 +251,73 @@ pub(crate) async fn bind(
 /// The last binding failure told about a claim (so that the event is not repeated every retry).
 const NOTED: &str = "capstan.io/binding-failure";
 
+/// The finalizer the API server puts on every volume (StorageObjectInUseProtection).
+const PROTECTION_FINALIZER: &str = "kubernetes.io/pv-protection";
+
+/// Whether a claim is bound to `pv`: it is `Bound` and the claim its `claimRef` names still exists
+/// with that uid.
+async fn in_use(ctx: &Context, pv: &PersistentVolume) -> Result<bool, kube::Error> {
+    let Some(r) = pv.spec.as_ref().and_then(|s| s.claim_ref.clone()) else {
+        return Ok(false);
+    };
+    if phase(pv) != "Bound" {
+        return Ok(false);
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(
+        ctx.client.clone(),
+        r.namespace.as_deref().unwrap_or_default(),
+    );
+    let claim = claims
+        .get_opt(r.name.as_deref().unwrap_or_default())
+        .await?;
+    Ok(claim.is_some_and(|c| c.uid() == r.uid))
+}
+
+/// kube's pv-protection controller: a deleted volume keeps its finalizer while a claim is bound to
+/// it (it reads `Terminating`), and loses it once none is.
+async fn release_protection(
+    ctx: &Context,
+    volumes: &Api<PersistentVolume>,
+    pv: &PersistentVolume,
+) -> Result<(), kube::Error> {
+    if !pv.finalizers().iter().any(|f| f == PROTECTION_FINALIZER) || in_use(ctx, pv).await? {
+        return Ok(());
+    }
+    let rest: Vec<&String> = pv
+        .finalizers()
+        .iter()
+        .filter(|f| *f != PROTECTION_FINALIZER)
+        .collect();
+    // The resourceVersion makes it a compare-and-swap: a finalizer added meanwhile is not lost.
+    let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": pv.resource_version()}});
+    match volumes
+        .patch(
+            &pv.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Volumes nobody provisioned here: unbound ones become `Available`, bound ones whose claim is gone
-/// `Released`.
+/// `Released`. Deleted volumes (any) lose their protection finalizer once no claim is bound.
 pub(crate) async fn sync_static_volumes(
     ctx: &Context,
     volumes: &Api<PersistentVolume>,
 ) -> Result<(), kube::Error> {
     for pv in volumes.list(&ListParams::default()).await?.items {
-        if pv.metadata.deletion_timestamp.is_some()
-            || pv
-                .annotations()
-                .contains_key("pv.kubernetes.io/provisioned-by")
+        if pv.metadata.deletion_timestamp.is_some() {
+            release_protection(ctx, volumes, &pv).await?;
+            continue;
+        }
+        if pv
+            .annotations()
+            .contains_key("pv.kubernetes.io/provisioned-by")
         {
             continue;
         }

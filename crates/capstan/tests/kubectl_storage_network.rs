@@ -239,6 +239,16 @@ fn storage_and_network_kinds_apply_print_and_default_as_kubernetes_does() {
         "8080"
     );
 
+    // A volume a claim is bound to is protected: deleting it leaves it Terminating...
+    assert_eq!(
+        k.jsonpath(&["pv", "pv1"], "{.metadata.finalizers}"),
+        r#"["kubernetes.io/pv-protection"]"#
+    );
+    k.ok(&["delete", "pv", "pv1", "--wait=false"]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let pv = k.ok(&["get", "pv", "pv1", "--no-headers"]);
+    assert_eq!(pv.split_whitespace().nth(4), Some("Terminating"), "{pv}");
+
     // Deleting the namespace takes its claims, ingresses and policies with it.
     k.ok(&["delete", "ns", "site"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -255,8 +265,15 @@ fn storage_and_network_kinds_apply_print_and_default_as_kubernetes_does() {
     }
     let left = k.ok(&["get", "pvc,ing,netpol", "-A", "-o", "name"]);
     assert_eq!(left.trim(), "", "left after namespace deletion:\n{left}");
-    // Its claim gone, the volume keeps its data (Retain) and is not bound again.
-    wait_phase(&k, &["pv", "pv1"], "Released");
+    // ... until its claim is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while k.run(&["get", "pv", "pv1"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pv1 outlived its claim"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // A claim that asks for no class and finds no fitting volume waits, and says why.
     k.apply_stdin(
