@@ -1325,7 +1325,7 @@ impl SecondNode {
 
     /// Starts `capstan agent` in the namespace. `nsenter --net` (not `ip netns exec`, which remounts
     /// /sys and so hides the host's cgroup mounts from runc) switches the network namespace only.
-    fn start_agent(&mut self, port: u16, token: &str) {
+    fn start_agent(&mut self, port: u16, token: &str, backend: &str) {
         std::fs::create_dir_all(&self.dir).expect("agent dir");
         let log = std::fs::File::create(self.dir.join("agent.log")).expect("agent log");
         let child = std::process::Command::new("nsenter")
@@ -1334,6 +1334,7 @@ impl SecondNode {
             .args(["agent", "--server", &format!("https://{HOST_IP}:{port}")])
             .args(["--token", token.trim(), "--node-name", NETNS])
             .args(["--node-external-ip", NODE2_EXTERNAL_IP])
+            .args(["--flannel-backend", backend])
             .arg("--data-dir")
             .arg(self.dir.join("data"))
             .env("RUST_LOG", "info")
@@ -1412,11 +1413,26 @@ fn client_address(body: &str) -> String {
 
 #[test]
 fn pods_on_two_nodes_reach_each_other_over_the_vxlan_overlay() {
+    two_nodes("vxlan");
+}
+
+#[test]
+fn pods_on_two_nodes_reach_each_other_over_host_gw_routes() {
+    two_nodes("host-gw");
+}
+
+/// Two real nodes with the pod network's `backend`: pods and Services across them.
+fn two_nodes(backend: &str) {
     let scratch = capstan_testkit::temp_dir().expect("temp dir");
     let mut node2 = SecondNode::network(scratch.path().join("node2"));
-    let c = Cluster::start_with_agent_and_flags(&["--bind-address", HOST_IP]);
+    let c = Cluster::start_with_agent_and_flags(&[
+        "--bind-address",
+        HOST_IP,
+        "--flannel-backend",
+        backend,
+    ]);
     let token = std::fs::read_to_string(c.dir().join("data/token")).expect("join token");
-    node2.start_agent(c.port(), &token);
+    node2.start_agent(c.port(), &token, backend);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ready = c.run(&[
@@ -1455,14 +1471,42 @@ fn pods_on_two_nodes_reach_each_other_over_the_vxlan_overlay() {
     for (node, ip) in [(node1.as_str(), HOST_IP), (NETNS, NODE2_IP)] {
         let notes = c.jsonpath(&["node", node], "{.metadata.annotations}");
         let notes: serde_json::Value = serde_json::from_str(&notes).expect("annotations");
-        assert_eq!(notes["flannel.alpha.coreos.com/backend-type"], "vxlan");
+        assert_eq!(notes["flannel.alpha.coreos.com/backend-type"], backend);
         assert_eq!(notes["flannel.alpha.coreos.com/public-ip"], ip);
-        assert_contains(
-            notes["flannel.alpha.coreos.com/backend-data"]
-                .as_str()
-                .unwrap_or_default(),
-            "\"VtepMAC\":",
+        let data = notes["flannel.alpha.coreos.com/backend-data"]
+            .as_str()
+            .unwrap_or_default();
+        if backend == "vxlan" {
+            assert_contains(data, "\"VtepMAC\":");
+        } else {
+            assert_eq!(data, "null");
+        }
+    }
+    // The host's route to node 2's pods: through the tunnel, or straight to node 2.
+    let cidr_b = c.jsonpath(&["node", NETNS], "{.spec.podCIDR}");
+    let want = if backend == "vxlan" {
+        format!(
+            "via {} dev flannel.1",
+            cidr_b.split('/').next().expect("network address")
+        )
+    } else {
+        format!("via {NODE2_IP} dev capstan-n2-h")
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let route = std::process::Command::new("ip")
+            .args(["route", "show", &cidr_b])
+            .output()
+            .expect("ip route");
+        let route = String::from_utf8_lossy(&route.stdout).into_owned();
+        if route.contains(&want) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no route {want:?} to {cidr_b}: {route:?}"
         );
+        std::thread::sleep(Duration::from_millis(200));
     }
 
     let pod = |name: &str, node: &str| {
@@ -1484,7 +1528,6 @@ fn pods_on_two_nodes_reach_each_other_over_the_vxlan_overlay() {
     ]);
     let ip_a = c.jsonpath(&["pod", "a"], "{.status.podIP}");
     let ip_b = c.jsonpath(&["pod", "b"], "{.status.podIP}");
-    let cidr_b = c.jsonpath(&["node", NETNS], "{.spec.podCIDR}");
     assert!(
         cidr_b.starts_with(&ip_b.rsplit_once('.').expect("IPv4").0.to_string()),
         "pod b {ip_b} is in node 2's subnet {cidr_b}"
@@ -1507,11 +1550,17 @@ fn pods_on_two_nodes_reach_each_other_over_the_vxlan_overlay() {
         fetch("b", "http://a.default.svc.cluster.local/cgi-bin/client"),
         ip_b
     );
-    // From the host to node 2's pod: it comes from the host's end of the tunnel.
+    // From the host to node 2's pod: it comes from the host's end of the tunnel (vxlan) or of the
+    // link to node 2 (host-gw).
     let cidr_a = c.jsonpath(&["node", &node1], "{.spec.podCIDR}");
+    let host_end = if backend == "vxlan" {
+        cidr_a.split('/').next().expect("network address")
+    } else {
+        HOST_IP
+    };
     assert_eq!(
         client_address(&http_get(&ip_b, 8080, "/cgi-bin/client")),
-        cidr_a.split('/').next().expect("network address")
+        host_end
     );
 
     // A node that leaves takes its route with it.
