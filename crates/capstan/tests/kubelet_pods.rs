@@ -1762,3 +1762,93 @@ spec:
     }
     assert!(dir.join("out.txt").exists(), "Retain keeps the data");
 }
+
+/// The interactive commands people reach for first: `kubectl port-forward` (to a deployment and to
+/// a Service), `kubectl exec -i` with stdin, and `kubectl run -i --rm` (attach, then delete).
+#[test]
+fn port_forward_exec_with_stdin_and_run_attach_work() {
+    let c = Cluster::start_with_agent();
+    apply_web(&c, 1, "");
+    c.ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    c.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod",
+        "-l",
+        "app=web",
+        "--timeout=60s",
+    ]);
+    let pod = c.jsonpath(&["pods", "-l", "app=web"], "{.items[0].metadata.name}");
+
+    for target in ["deployment/web", "service/web"] {
+        let port = capstan_testkit::free_port().expect("free port");
+        // A Service's port 80 maps to the pod's 8080, as kubectl resolves it.
+        let mapping = if target.starts_with("service") {
+            format!("{port}:80")
+        } else {
+            format!("{port}:8080")
+        };
+        let forward = c.spawn_lines(&["port-forward", target, &mapping]);
+        let lines = forward.lines_until(Duration::from_secs(20), |l| {
+            l.iter()
+                .any(|x| x.starts_with("Forwarding from 127.0.0.1:"))
+        });
+        assert!(
+            lines
+                .iter()
+                .any(|x| x == &format!("Forwarding from 127.0.0.1:{port} -> 8080")),
+            "{target}: {lines:?}"
+        );
+        for _ in 0..2 {
+            assert_eq!(
+                http_get("127.0.0.1", port, "/cgi-bin/hostname").trim(),
+                pod,
+                "{target}"
+            );
+        }
+        drop(forward);
+    }
+
+    let out = c.ok_stdin(
+        &[
+            "exec",
+            "-i",
+            &pod,
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo done",
+        ],
+        "through stdin\n",
+    );
+    assert_eq!(out, "THROUGH STDIN\ndone\n");
+
+    let out = c.ok_stdin(
+        &[
+            "run",
+            "attached",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            &format!("--image={BUSYBOX}"),
+            "--",
+            "sh",
+            "-c",
+            "read line; echo got $line",
+        ],
+        "ping\n",
+    );
+    assert_contains(&out, "got ping");
+    // `--rm` deleted the pod once it ended.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.run(&["get", "pod", "attached"]).status.success() {
+        assert!(Instant::now() < deadline, "the --rm pod is still there");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
