@@ -15,7 +15,7 @@ pub use decode::{DecodeError, Decoded, FieldValidation, decode, decode_value};
 pub use defaults::apply_defaults;
 pub use field::{FieldError, FieldErrorKind};
 pub use registry::{ResourceInfo, Scope, Subresource, find, find_kind, groups, resources};
-pub use validation::{validate_create, validate_update};
+pub use validation::{validate_create, validate_ephemeral_containers_update, validate_update};
 
 /// A PriorityClass every cluster has (kube-apiserver creates them at start).
 #[derive(Debug, Clone, Copy)]

@@ -198,6 +198,7 @@ static RESOURCES: &[ResourceInfo] = &[
         Subresource { name: "log", gvk: None, verbs: &["get"] },
         Subresource { name: "exec", gvk: Some(("", "v1", "PodExecOptions")), verbs: &["create", "get"] },
         Subresource { name: "attach", gvk: Some(("", "v1", "PodAttachOptions")), verbs: &["create", "get"] },
+        Subresource { name: "ephemeralcontainers", gvk: None, verbs: &["get", "patch", "update"] },
         Subresource { name: "portforward", gvk: Some(("", "v1", "PodPortForwardOptions")), verbs: &["create", "get"] }
     ]),
     resource!(core::Binding, "", "v1", "Binding", "bindings", "binding", Namespaced,

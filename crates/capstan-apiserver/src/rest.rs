@@ -171,7 +171,7 @@ async fn dispatch(req: &Request<'_>) -> ApiResult<Output> {
             }
             return list(req, resource, ns).await;
         }
-        (&Method::GET, Some(name), None | Some("status" | "approval")) => {
+        (&Method::GET, Some(name), None | Some("status" | "approval" | "ephemeralcontainers")) => {
             get(req, resource, ns, name).await?
         }
         (&Method::GET, Some(name), Some("scale")) => {
@@ -1187,7 +1187,18 @@ fn next_state(
         meta.remove("resourceVersion");
     }
     capstan_api::apply_defaults(resource, &mut new);
-    let errors = capstan_api::validate_update(resource, &new, old);
+    let mut errors = capstan_api::validate_update(resource, &new, old);
+    if matches!(
+        change,
+        Change::Replace {
+            sub: Some("ephemeralcontainers"),
+            ..
+        } | Change::Patch {
+            sub: Some("ephemeralcontainers")
+        }
+    ) {
+        errors.extend(capstan_api::validate_ephemeral_containers_update(&new, old));
+    }
     if !errors.is_empty() {
         return Err(ApiError::invalid(resource, name, &errors));
     }
@@ -1298,6 +1309,17 @@ fn replaced(
         None => {
             let mut new = object.clone();
             objects::prepare_update(resource, &mut new, old);
+            if resource.plural == "pods" && resource.group.is_empty() {
+                // A plain update keeps the ephemeral containers (their subresource changes them).
+                match old["spec"].get("ephemeralContainers") {
+                    Some(ec) => new["spec"]["ephemeralContainers"] = ec.clone(),
+                    None => {
+                        if let Some(spec) = new["spec"].as_object_mut() {
+                            spec.remove("ephemeralContainers");
+                        }
+                    }
+                }
+            }
             new
         }
         Some("status") => objects::prepare_status_update(object, old),
@@ -1318,6 +1340,12 @@ fn replaced(
         Some("finalize") => {
             let mut new = old.clone();
             new["spec"]["finalizers"] = object["spec"]["finalizers"].clone();
+            new
+        }
+        // Only the ephemeral containers change (kube's ephemeralContainersStrategy).
+        Some("ephemeralcontainers") => {
+            let mut new = old.clone();
+            new["spec"]["ephemeralContainers"] = object["spec"]["ephemeralContainers"].clone();
             new
         }
         Some("approval") => {

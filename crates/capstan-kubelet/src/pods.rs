@@ -1427,6 +1427,12 @@ impl Worker {
                         .await?,
                 );
             }
+            // Ephemeral containers (`kubectl debug`): started once, never restarted.
+            for c in ephemeral_containers(&spec) {
+                let list = instances.get(&c.name).cloned().unwrap_or_default();
+                self.sync_container(pod, &c, &list, &sandbox, &volumes, "Never")
+                    .await?;
+            }
             instances = self.instances(&sandbox.0).await?;
         } else {
             instances = self.instances(&sandbox.0).await.unwrap_or(instances);
@@ -1692,6 +1698,18 @@ impl Worker {
             status["initContainerStatuses"] =
                 serde_json::to_value(&init_statuses).unwrap_or_default();
         }
+        let ephemeral: Vec<ContainerStatus> = ephemeral_containers(&spec)
+            .iter()
+            .map(|c| self.container_status(c, instances.get(&c.name), false))
+            .map(|mut s| {
+                s.ready = false;
+                s
+            })
+            .collect();
+        if !ephemeral.is_empty() {
+            status["ephemeralContainerStatuses"] =
+                serde_json::to_value(&ephemeral).unwrap_or_default();
+        }
         if let Some(ip) = &pod_ip {
             status["podIP"] = serde_json::json!(ip);
             status["podIPs"] = serde_json::to_value([PodIP { ip: ip.clone() }]).unwrap_or_default();
@@ -1833,6 +1851,21 @@ impl Worker {
             Err(e) => tracing::warn!(error = %e, pod = %pod_key(pod), "cannot delete pod"),
         }
     }
+}
+
+/// A pod's ephemeral containers as containers (the same fields, less `targetContainerName`).
+fn ephemeral_containers(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<Container> {
+    spec.ephemeral_containers
+        .iter()
+        .flatten()
+        .filter_map(|e| {
+            let mut value = serde_json::to_value(e).ok()?;
+            if let Some(o) = value.as_object_mut() {
+                o.remove("targetContainerName");
+            }
+            serde_json::from_value(value).ok()
+        })
+        .collect()
 }
 
 fn now_nanos() -> i64 {

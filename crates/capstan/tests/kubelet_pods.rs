@@ -1852,3 +1852,88 @@ fn port_forward_exec_with_stdin_and_run_attach_work() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `kubectl debug`: an ephemeral container joins a running pod (pods/ephemeralcontainers), runs once,
+/// shows in the pod's status, serves logs and `kubectl attach`; one named like a container of the
+/// pod is refused.
+#[test]
+fn kubectl_debug_adds_ephemeral_containers_to_a_running_pod() {
+    let c = Cluster::start_with_agent();
+    c.ok(&[
+        "run",
+        "target",
+        &format!("--image={BUSYBOX}"),
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    c.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/target",
+        "--timeout=60s",
+    ]);
+    c.ok(&[
+        "debug",
+        "target",
+        &format!("--image={BUSYBOX}"),
+        "-c",
+        "dbg",
+        "--",
+        "sh",
+        "-c",
+        "echo debugging; while true; do sleep 1; echo tick; done",
+    ]);
+    wait_for(
+        &c,
+        &["pod", "target"],
+        "{.status.ephemeralContainerStatuses[0].state.running.startedAt}",
+        |t| !t.is_empty(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        c.jsonpath(&["pod", "target"], "{.spec.ephemeralContainers[0].name}"),
+        "dbg"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logs = c.ok(&["logs", "target", "-c", "dbg"]);
+        if logs.starts_with("debugging\n") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "logs: {logs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The pod's own container was not touched.
+    assert_eq!(
+        c.jsonpath(
+            &["pod", "target"],
+            "{.status.containerStatuses[0].restartCount} {.status.phase}"
+        ),
+        "0 Running"
+    );
+
+    // Attached to, the ephemeral container streams its output.
+    let attached = c.spawn_lines(&["attach", "target", "-c", "dbg"]);
+    let lines = attached.lines_until(Duration::from_secs(20), |l| {
+        l.iter().filter(|x| *x == "tick").count() >= 2
+    });
+    assert!(
+        lines.iter().filter(|x| *x == "tick").count() >= 2,
+        "{lines:?}"
+    );
+    drop(attached);
+
+    // A name the pod's own container has is refused, as kube-apiserver refuses it.
+    let err = c.fails(&[
+        "debug",
+        "target",
+        &format!("--image={BUSYBOX}"),
+        "-c",
+        "target",
+    ]);
+    assert_contains(
+        &err,
+        r#"spec.ephemeralContainers[1].name: Duplicate value: "target""#,
+    );
+}

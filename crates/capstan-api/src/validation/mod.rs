@@ -31,6 +31,7 @@ use crate::registry::ResourceInfo;
 
 use names::NameRule;
 
+pub use pod::validate_ephemeral_containers_update;
 pub(crate) use service::externally_accessible as service_externally_accessible;
 
 /// Validates a new object of `resource` (already decoded and defaulted).

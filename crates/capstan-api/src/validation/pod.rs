@@ -1825,7 +1825,13 @@ fn validate_pod_update(errs: &mut Vec<FieldError>, new: &Value, old: &Value) {
                 }
             }
         }
-        for field in ["activeDeadlineSeconds", "schedulingGates", "tolerations"] {
+        // Ephemeral containers change through their own subresource only.
+        for field in [
+            "activeDeadlineSeconds",
+            "schedulingGates",
+            "tolerations",
+            "ephemeralContainers",
+        ] {
             match old.get(field) {
                 Some(v) => m.insert(field.to_owned(), v.clone()),
                 None => m.remove(field),
@@ -1894,4 +1900,75 @@ fn diff_values(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
             out.push(format!("+ \t{path}: {new}"));
         }
     }
+}
+
+/// The `pods/ephemeralcontainers` subresource's update (kube's
+/// `ValidatePodEphemeralContainersUpdate`): ephemeral containers may only be added, each with a
+/// unique name and an image, and without the fields a container that is never restarted and holds
+/// no resources cannot have.
+pub fn validate_ephemeral_containers_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let (spec, old_spec) = (
+        new.get("spec").unwrap_or(&Value::Null),
+        old.get("spec").unwrap_or(&Value::Null),
+    );
+    let (now, before) = (
+        arr(spec, "ephemeralContainers"),
+        arr(old_spec, "ephemeralContainers"),
+    );
+    let path = "spec.ephemeralContainers";
+    for (i, old_c) in before.iter().enumerate() {
+        let name = str_of(old_c, "name");
+        match now.iter().find(|c| str_of(c, "name") == name) {
+            Some(c) if c == old_c => {}
+            Some(_) => errs.push(forbidden(
+                index(path, i),
+                "existing ephemeral containers may not be changed",
+            )),
+            None => errs.push(forbidden(
+                path,
+                format!("existing ephemeral containers \"{name}\" may not be removed"),
+            )),
+        }
+    }
+    let mut names: BTreeSet<String> = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|f| arr(old_spec, f))
+        .map(|c| str_of(c, "name").to_owned())
+        .collect();
+    for (i, c) in now.iter().enumerate() {
+        let at = index(path, i);
+        let name = str_of(c, "name");
+        if name.is_empty() {
+            errs.push(required(child(&at, "name"), ""));
+        } else if !names.insert(name.to_owned()) {
+            errs.push(duplicate(child(&at, "name"), gofmt::quote(name)));
+        }
+        if str_of(c, "image").is_empty() {
+            errs.push(required(child(&at, "image"), ""));
+        }
+        for field in [
+            "ports",
+            "livenessProbe",
+            "readinessProbe",
+            "startupProbe",
+            "lifecycle",
+        ] {
+            if c.get(field).is_some_and(|v| !v.is_null()) {
+                errs.push(forbidden(
+                    child(&at, field),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        if c.get("resources")
+            .is_some_and(|r| r.as_object().is_some_and(|o| !o.is_empty()))
+        {
+            errs.push(forbidden(
+                child(&at, "resources"),
+                "cannot be set for an Ephemeral Container",
+            ));
+        }
+    }
+    errs
 }

@@ -460,3 +460,56 @@ fn odd_shapes_never_panic() {
         }
     }
 }
+
+#[test]
+fn ephemeral_containers_may_only_be_added_with_unique_names() {
+    let old = pod(json!({"containers": [container()]}));
+    let mut new = old.clone();
+    new["spec"]["ephemeralContainers"] = json!([{"name": "dbg", "image": "busybox"}]);
+    assert!(crate::validate_ephemeral_containers_update(&new, &old).is_empty());
+    // Named like the pod's container, with a port, without an image.
+    let mut bad = old.clone();
+    let own = old["spec"]["containers"][0]["name"].clone();
+    bad["spec"]["ephemeralContainers"] =
+        json!([{"name": own, "image": "busybox", "ports": [{"containerPort": 80}]}, {"name": "x"}]);
+    let errs: Vec<String> = crate::validate_ephemeral_containers_update(&bad, &old)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].starts_with("spec.ephemeralContainers[0].name: Duplicate value"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].contains(
+            "spec.ephemeralContainers[0].ports: Forbidden: cannot be set for an Ephemeral Container"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].starts_with("spec.ephemeralContainers[1].image: Required value"),
+        "{errs:?}"
+    );
+    // An existing one may be neither changed nor removed.
+    let mut changed = new.clone();
+    changed["spec"]["ephemeralContainers"][0]["image"] = json!("other");
+    assert_eq!(
+        crate::validate_ephemeral_containers_update(&changed, &new).len(),
+        1
+    );
+    let removed = old.clone();
+    assert_eq!(
+        crate::validate_ephemeral_containers_update(&removed, &new).len(),
+        1
+    );
+    // A plain pod update ignores them (the subresource is their only way in).
+    assert!(
+        validate_update(
+            resource("Pod"),
+            &prepare("Pod", new.clone()),
+            &prepare("Pod", old.clone())
+        )
+        .is_empty()
+    );
+}
