@@ -723,6 +723,7 @@ impl Worker {
         sandbox: &(String, String),
         attempt: u32,
         volumes: &crate::volumes::VolumePaths,
+        pid_target: Option<&str>,
     ) -> Result<(), crate::KubeletError> {
         if !self.ensure_image(pod, c).await {
             return Ok(());
@@ -894,10 +895,14 @@ impl Worker {
                             cri::NamespaceMode::Node
                         } else if share_pid {
                             cri::NamespaceMode::Pod
+                        } else if pid_target.is_some() {
+                            // `kubectl debug --target`: see the target container's processes.
+                            cri::NamespaceMode::Target
                         } else {
                             cri::NamespaceMode::Container
                         } as i32,
                         ipc: cri::NamespaceMode::Pod as i32,
+                        target_id: pid_target.unwrap_or_default().to_owned(),
                         ..Default::default()
                     }),
                     run_as_user: sc
@@ -1031,6 +1036,7 @@ impl Worker {
 
     /// Decides what to do with one container: start, restart after back-off, probe. Returns what the
     /// phase computation needs.
+    #[allow(clippy::too_many_arguments)]
     async fn sync_container(
         &mut self,
         pod: &Pod,
@@ -1039,11 +1045,13 @@ impl Worker {
         sandbox: &(String, String),
         volumes: &crate::volumes::VolumePaths,
         policy: &str,
+        pid_target: Option<&str>,
     ) -> Result<Observed, crate::KubeletError> {
         let latest = instances.last();
         match latest {
             None => {
-                self.start_container(pod, c, sandbox, 0, volumes).await?;
+                self.start_container(pod, c, sandbox, 0, volumes, pid_target)
+                    .await?;
                 Ok(Observed::Waiting)
             }
             Some(inst) if inst.created() => {
@@ -1138,7 +1146,7 @@ impl Worker {
                 for old in &instances[..instances.len().saturating_sub(1)] {
                     let _ = self.k.cri.remove_container(&old.status.id).await;
                 }
-                self.start_container(pod, c, sandbox, inst.attempt + 1, volumes)
+                self.start_container(pod, c, sandbox, inst.attempt + 1, volumes, pid_target)
                     .await?;
                 Ok(Observed::Exited {
                     code,
@@ -1412,7 +1420,7 @@ impl Worker {
                     } else {
                         "OnFailure"
                     };
-                    self.sync_container(pod, ic, &list, &sandbox, &volumes, init_policy)
+                    self.sync_container(pod, ic, &list, &sandbox, &volumes, init_policy, None)
                         .await?;
                     break;
                 }
@@ -1423,15 +1431,26 @@ impl Worker {
             for c in &spec.containers {
                 let list = instances.get(&c.name).cloned().unwrap_or_default();
                 observed.push(
-                    self.sync_container(pod, c, &list, &sandbox, &volumes, &policy)
+                    self.sync_container(pod, c, &list, &sandbox, &volumes, &policy, None)
                         .await?,
                 );
             }
             // Ephemeral containers (`kubectl debug`): started once, never restarted.
-            for c in ephemeral_containers(&spec) {
+            for (c, target) in ephemeral_containers(&spec) {
                 let list = instances.get(&c.name).cloned().unwrap_or_default();
-                self.sync_container(pod, &c, &list, &sandbox, &volumes, "Never")
-                    .await?;
+                let target_id = target
+                    .and_then(|t| instances.get(&t)?.last().filter(|i| i.running()).cloned())
+                    .map(|i| i.status.id);
+                self.sync_container(
+                    pod,
+                    &c,
+                    &list,
+                    &sandbox,
+                    &volumes,
+                    "Never",
+                    target_id.as_deref(),
+                )
+                .await?;
             }
             instances = self.instances(&sandbox.0).await?;
         } else {
@@ -1700,7 +1719,7 @@ impl Worker {
         }
         let ephemeral: Vec<ContainerStatus> = ephemeral_containers(&spec)
             .iter()
-            .map(|c| self.container_status(c, instances.get(&c.name), false))
+            .map(|(c, _)| self.container_status(c, instances.get(&c.name), false))
             .map(|mut s| {
                 s.ready = false;
                 s
@@ -1853,8 +1872,11 @@ impl Worker {
     }
 }
 
-/// A pod's ephemeral containers as containers (the same fields, less `targetContainerName`).
-fn ephemeral_containers(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<Container> {
+/// A pod's ephemeral containers as containers (the same fields), each with the container whose
+/// processes it is to see (`targetContainerName`).
+fn ephemeral_containers(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+) -> Vec<(Container, Option<String>)> {
     spec.ephemeral_containers
         .iter()
         .flatten()
@@ -1863,7 +1885,10 @@ fn ephemeral_containers(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<Conta
             if let Some(o) = value.as_object_mut() {
                 o.remove("targetContainerName");
             }
-            serde_json::from_value(value).ok()
+            Some((
+                serde_json::from_value(value).ok()?,
+                e.target_container_name.clone(),
+            ))
         })
         .collect()
 }

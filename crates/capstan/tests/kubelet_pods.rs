@@ -1924,6 +1924,33 @@ fn kubectl_debug_adds_ephemeral_containers_to_a_running_pod() {
     );
     drop(attached);
 
+    // With --target it shares the target container's process namespace: `ps` shows its sleep.
+    c.ok(&[
+        "debug",
+        "target",
+        &format!("--image={BUSYBOX}"),
+        "-c",
+        "peek",
+        "--target=target",
+        "--",
+        "ps",
+        "-o",
+        "args",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = c.run(&["logs", "target", "-c", "peek"]);
+        let logs = String::from_utf8_lossy(&logs.stdout).into_owned();
+        if logs.lines().any(|l| l.trim() == "sleep 3600") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ps in the target's namespace: {logs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
     // A name the pod's own container has is refused, as kube-apiserver refuses it.
     let err = c.fails(&[
         "debug",
@@ -1934,6 +1961,6 @@ fn kubectl_debug_adds_ephemeral_containers_to_a_running_pod() {
     ]);
     assert_contains(
         &err,
-        r#"spec.ephemeralContainers[1].name: Duplicate value: "target""#,
+        r#"The Pod "target" is invalid: spec.ephemeralContainers[2].name: Duplicate value: "target""#,
     );
 }
