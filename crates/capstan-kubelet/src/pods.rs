@@ -440,11 +440,10 @@ impl Worker {
                 }
             }
         }
+        // A host-network pod shares the node's UTS namespace: no hostname to set (runc refuses to
+        // set one without a private UTS namespace); containerd writes the node's into /etc/hostname.
         let hostname = if host_network {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .unwrap_or_default()
-                .trim()
-                .to_string()
+            String::new()
         } else {
             spec.hostname
                 .clone()

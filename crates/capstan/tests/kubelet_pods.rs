@@ -1964,3 +1964,49 @@ fn kubectl_debug_adds_ephemeral_containers_to_a_running_pod() {
         r#"The Pod "target" is invalid: spec.ephemeralContainers[2].name: Duplicate value: "target""#,
     );
 }
+
+/// `kubectl debug node/<name>`: a pod in the node's network, PID and IPC namespaces with the node's
+/// root filesystem at /host (a host-network pod takes the node's hostname, which runc only allows
+/// when none is set for it).
+#[test]
+fn kubectl_debug_node_runs_a_host_namespaced_pod() {
+    let c = Cluster::start_with_agent();
+    let node = c.jsonpath(&["nodes"], "{.items[0].metadata.name}");
+    let out = c.ok(&[
+        "debug",
+        &format!("node/{node}"),
+        &format!("--image={BUSYBOX}"),
+        "--",
+        "sh",
+        "-c",
+        "hostname; cat /host/proc/sys/kernel/hostname; test -d /host/etc && echo host root",
+    ]);
+    let pod = out
+        .split_whitespace()
+        .find(|w| w.starts_with("node-debugger-"))
+        .unwrap_or_else(|| panic!("no debugging pod named in {out:?}"))
+        .to_owned();
+    wait_for(
+        &c,
+        &["pod", &pod],
+        "{.status.phase}",
+        |p| p == "Succeeded",
+        Duration::from_secs(60),
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let host = host.trim();
+    assert_eq!(
+        c.ok(&["logs", &pod]),
+        format!("{host}\n{host}\nhost root\n")
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["pod", &pod],
+            "{.spec.hostNetwork} {.spec.hostPID} {.status.podIP}"
+        ),
+        format!(
+            "true true {}",
+            c.jsonpath(&["node", &node], "{.status.addresses[0].address}")
+        )
+    );
+}
