@@ -1403,8 +1403,25 @@ impl Worker {
         // Init containers, in order; each must succeed before the next starts.
         let mut initialized = true;
         let mut init_failed = false;
+        let main_started = spec
+            .containers
+            .iter()
+            .any(|c| instances.get(&c.name).is_some_and(|l| !l.is_empty()));
         for ic in spec.init_containers.iter().flatten() {
             let list = instances.get(&ic.name).cloned().unwrap_or_default();
+            if is_sidecar(ic) {
+                // A sidecar (init container with `restartPolicy: Always`): kept running whatever the
+                // pod's policy; the next init container starts once it runs. Once the containers
+                // have started, a sidecar's restart does not hold them back.
+                let running = list.last().is_some_and(|i| i.running());
+                self.sync_container(pod, ic, &list, &sandbox, &volumes, "Always", None)
+                    .await?;
+                if running || main_started {
+                    continue;
+                }
+                initialized = false;
+                break;
+            }
             match list.last() {
                 Some(i) if i.exited() && i.status.exit_code == 0 => continue,
                 Some(i) if i.exited() && policy == "Never" => {
@@ -1560,7 +1577,7 @@ impl Worker {
                 .map(|i| i.status.image_ref.clone())
                 .unwrap_or_default(),
             container_id: latest.map(|i| format!("containerd://{}", i.status.id)),
-            ready: !init && self.container_ready(c, running),
+            ready: (!init || is_sidecar(c)) && self.container_ready(c, running),
             started: Some(
                 running
                     && (c.startup_probe.is_none()
@@ -1596,13 +1613,35 @@ impl Worker {
             .iter()
             .map(|c| self.container_status(c, instances.get(&c.name), false))
             .collect();
-        let initialized = init_statuses.iter().all(|s| {
+        let main_started = statuses.iter().any(|s| {
             s.state
                 .as_ref()
-                .and_then(|st| st.terminated.as_ref())
-                .is_some_and(|t| t.exit_code == 0)
-        }) && sandbox.is_some();
-        let containers_ready = statuses.iter().all(|s| s.ready) && sandbox.is_some();
+                .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+        });
+        let initialized = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .zip(&init_statuses)
+            .all(|(c, s)| {
+                let state = s.state.as_ref();
+                if is_sidecar(c) {
+                    main_started || state.is_some_and(|st| st.running.is_some())
+                } else {
+                    state
+                        .and_then(|st| st.terminated.as_ref())
+                        .is_some_and(|t| t.exit_code == 0)
+                }
+            })
+            && sandbox.is_some();
+        let sidecars_ready = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .zip(&init_statuses)
+            .all(|(c, s)| !is_sidecar(c) || s.ready);
+        let containers_ready =
+            statuses.iter().all(|s| s.ready) && sidecars_ready && sandbox.is_some();
         let phase = phase.unwrap_or("Pending");
         let gates_ready = spec.readiness_gates.iter().flatten().all(|g| {
             pod.status
@@ -1869,6 +1908,11 @@ impl Worker {
             Err(e) => tracing::warn!(error = %e, pod = %pod_key(pod), "cannot delete pod"),
         }
     }
+}
+
+/// A sidecar: an init container that keeps running beside the containers (`restartPolicy: Always`).
+fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
 }
 
 /// A pod's ephemeral containers as containers (the same fields), each with the container whose

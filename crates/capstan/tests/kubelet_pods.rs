@@ -2010,3 +2010,59 @@ fn kubectl_debug_node_runs_a_host_namespaced_pod() {
         )
     );
 }
+
+/// Native sidecars (init containers with `restartPolicy: Always`, on by default since Kubernetes
+/// 1.29): the sidecar starts first and keeps running beside the container, the pod is Ready with
+/// both (`2/2`), the container reaches the sidecar over localhost, and a run-to-completion pod
+/// still completes though its sidecar never exits.
+#[test]
+fn sidecar_init_containers_run_beside_the_containers() {
+    let c = Cluster::start_with_agent();
+    let pod = |name: &str, policy: &str, main: &str| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  restartPolicy: {policy}
+  initContainers:
+  - name: side
+    image: {HTTPSERVER}
+    restartPolicy: Always
+  containers:
+  - name: main
+    image: {BUSYBOX}
+    command: [sh, -c, '{main}']
+"
+        )
+    };
+    c.apply_stdin(&pod(
+        "served",
+        "Always",
+        "until wget -qO- http://127.0.0.1:8080/cgi-bin/hostname; do sleep 0.2; done; sleep 3600",
+    ));
+    c.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/served",
+        "--timeout=60s",
+    ]);
+    let row = c.ok(&["get", "pod", "served", "--no-headers"]);
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[1..3], ["2/2", "Running"], "{row}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.ok(&["logs", "served", "-c", "main"]).trim() != "served" {
+        assert!(Instant::now() < deadline, "main never reached its sidecar");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    c.apply_stdin(&pod("job-like", "Never", "echo work done"));
+    wait_for(
+        &c,
+        &["pod", "job-like"],
+        "{.status.phase}",
+        |p| p == "Succeeded",
+        Duration::from_secs(60),
+    );
+    assert_eq!(c.ok(&["logs", "job-like", "-c", "main"]), "work done\n");
+}
