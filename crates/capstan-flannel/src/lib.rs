@@ -161,19 +161,15 @@ pub async fn run(
             }
         }
         let until_full = config.sync_period.saturating_sub(last_full.elapsed());
-        tokio::select! {
-            item = events.next() => if item.is_none() { return Ok(()) },
-            () = tokio::time::sleep(until_full.max(Duration::from_millis(10))) => {}
-            () = shutdown.cancelled() => return Ok(()),
-        }
-        let gather = tokio::time::sleep(config.min_sync_period);
-        let mut gather = std::pin::pin!(gather);
-        loop {
-            tokio::select! {
-                () = &mut gather => break,
-                item = events.next() => if item.is_none() { return Ok(()) },
-                () = shutdown.cancelled() => return Ok(()),
-            }
+        if !capstan_proxy::host::next_batch(
+            &mut events,
+            until_full,
+            config.min_sync_period,
+            &shutdown,
+        )
+        .await
+        {
+            return Ok(());
         }
     }
 }

@@ -2,10 +2,39 @@
 //! proxy and the pod network, which both program the node's kernel through them.
 
 use std::process::Stdio;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
 
 use tokio::io::AsyncWriteExt;
 
 use crate::ProxyError;
+
+/// Waits for the next change on `events` (or for `until_full`, the next periodic full sync), then
+/// gathers whatever else arrives within `gather`, so that a burst is applied once. `false` when
+/// the stream ended or `shutdown` came.
+pub async fn next_batch<S: Stream + Unpin>(
+    events: &mut S,
+    until_full: Duration,
+    gather: Duration,
+    shutdown: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        item = events.next() => if item.is_none() { return false },
+        () = tokio::time::sleep(until_full.max(Duration::from_millis(10))) => {}
+        () = shutdown.cancelled() => return false,
+    }
+    let gather = tokio::time::sleep(gather);
+    let mut gather = std::pin::pin!(gather);
+    loop {
+        tokio::select! {
+            () = &mut gather => return true,
+            item = events.next() => if item.is_none() { return false },
+            () = shutdown.cancelled() => return false,
+        }
+    }
+}
 
 /// Makes the built-in chains jump to ours (idempotent: `-C` first, `-I` when missing).
 pub async fn ensure_jumps(jumps: &[(&str, &str, &str)]) -> Result<(), ProxyError> {
