@@ -234,13 +234,8 @@ async fn set_up(
     own: Cidr,
     cluster: Cidr,
 ) -> Result<BTreeMap<String, String>, FlannelError> {
-    let vtep_mac = match config.backend {
-        Backend::Vxlan => {
-            let underlay = iproute::interface_of(node_ip).await;
-            Some(iproute::ensure_vxlan(node_ip, own.network, underlay.as_ref()).await?)
-        }
-        Backend::HostGw => None,
-    };
+    // The masquerade first: the bridge no longer masquerades, so without these rules this node's
+    // pods could not leave the cluster network even if the VXLAN device cannot be made.
     capstan_proxy::host::command(
         "iptables-restore",
         &["-w", "5", "--noflush"],
@@ -248,6 +243,13 @@ async fn set_up(
     )
     .await?;
     capstan_proxy::host::ensure_jumps(&rules::JUMPS).await?;
+    let vtep_mac = match config.backend {
+        Backend::Vxlan => {
+            let underlay = iproute::interface_of(node_ip).await;
+            Some(iproute::ensure_vxlan(node_ip, own.network, underlay.as_ref()).await?)
+        }
+        Backend::HostGw => None,
+    };
     Ok(model::own_annotations(
         config.backend,
         node_ip,
