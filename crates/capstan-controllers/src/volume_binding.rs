@@ -263,6 +263,14 @@ async fn in_use(ctx: &Context, pv: &PersistentVolume) -> Result<bool, kube::Erro
     if phase(pv) != "Bound" {
         return Ok(false);
     }
+    claim_exists(ctx, &r).await
+}
+
+/// Whether the claim a volume's `claimRef` names still exists with the uid it recorded.
+async fn claim_exists(
+    ctx: &Context,
+    r: &k8s_openapi::api::core::v1::ObjectReference,
+) -> Result<bool, kube::Error> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(
         ctx.client.clone(),
         r.namespace.as_deref().unwrap_or_default(),
@@ -327,14 +335,7 @@ pub(crate) async fn sync_static_volumes(
             // Reserved by an administrator for a claim that has not bound yet.
             Some(r) if r.uid.as_deref().is_none_or(str::is_empty) => "Available",
             Some(r) => {
-                let claims: Api<PersistentVolumeClaim> = Api::namespaced(
-                    ctx.client.clone(),
-                    r.namespace.as_deref().unwrap_or_default(),
-                );
-                let claim = claims
-                    .get_opt(r.name.as_deref().unwrap_or_default())
-                    .await?;
-                if claim.is_some_and(|c| c.uid() == r.uid) {
+                if claim_exists(ctx, r).await? {
                     continue;
                 }
                 "Released"
