@@ -44,9 +44,14 @@ pub enum DecodeError {
         version: String,
         detail: String,
     },
-    /// `fieldValidation=Strict` and the body had fields the kind does not know.
-    #[error("strict decoding error: {}", .0.join(", "))]
-    Strict(Vec<String>),
+    /// `fieldValidation=Strict` and the body had fields the kind does not know (kube-apiserver
+    /// words it as a decoding failure of the kind).
+    #[error("{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}", .fields.join(", "))]
+    Strict {
+        kind: String,
+        version: String,
+        fields: Vec<String>,
+    },
 }
 
 /// A decoded object and the warnings to send back (`Warning` headers).
@@ -107,7 +112,12 @@ pub fn decode_value(
             object.insert("kind".into(), Value::String(resource.kind.into()));
         }
     }
-    let typed = (resource.roundtrip)(&value).map_err(|e| DecodeError::Type {
+    let custom_schema = resource.custom.and_then(|c| c.schema.as_ref());
+    let typed = match custom_schema {
+        Some(schema) => Ok(crate::custom::prune(&value, schema)),
+        None => (resource.roundtrip)(&value),
+    }
+    .map_err(|e| DecodeError::Type {
         kind: resource.kind.into(),
         version: resource.version.into(),
         detail: e.to_string(),
@@ -121,7 +131,11 @@ pub fn decode_value(
         .map(|path| format!("unknown field \"{path}\""))
         .collect();
     match validation {
-        FieldValidation::Strict if !messages.is_empty() => Err(DecodeError::Strict(messages)),
+        FieldValidation::Strict if !messages.is_empty() => Err(DecodeError::Strict {
+            kind: resource.kind.into(),
+            version: resource.version.into(),
+            fields: messages,
+        }),
         FieldValidation::Warn => Ok(Decoded {
             object: typed,
             warnings: messages,
@@ -204,7 +218,7 @@ mod tests {
         let err = decode(pods(), &body, FieldValidation::Strict).expect_err("strict");
         assert_eq!(
             err.to_string(),
-            "strict decoding error: unknown field \"metadata.bogus\", unknown field \"spec.containers[0].imagee\""
+            "Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"metadata.bogus\", unknown field \"spec.containers[0].imagee\""
         );
         let ok = decode(pods(), &body, FieldValidation::Warn).expect("warn");
         assert_eq!(ok.warnings.len(), 2);

@@ -5,6 +5,7 @@
 //! Pure data and functions on `serde_json::Value`s: no IO, no HTTP, no store. The API server builds on
 //! it; nothing here may depend on the server or the store.
 
+pub mod custom;
 pub mod decode;
 pub mod defaults;
 pub mod field;
@@ -14,7 +15,9 @@ pub mod validation;
 pub use decode::{DecodeError, Decoded, FieldValidation, decode, decode_value};
 pub use defaults::apply_defaults;
 pub use field::{FieldError, FieldErrorKind};
-pub use registry::{ResourceInfo, Scope, Subresource, find, find_kind, groups, resources};
+pub use registry::{
+    ResourceInfo, Scope, Subresource, all_resources, find, find_kind, groups, resources,
+};
 pub use validation::{validate_create, validate_ephemeral_containers_update, validate_update};
 
 /// A PriorityClass every cluster has (kube-apiserver creates them at start).

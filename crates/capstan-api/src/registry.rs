@@ -47,6 +47,11 @@ pub struct ResourceInfo {
     pub(crate) roundtrip: fn(&Value) -> Result<Value, serde_json::Error>,
     /// The JSON schema of the kind, from `k8s-openapi`'s `schemars` implementation.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// The store path segment of the objects: the plural for built-in kinds, `<group>/<plural>`
+    /// for custom ones (two groups may define the same plural).
+    pub storage: &'static str,
+    /// What the CustomResourceDefinition says of a custom kind; `None` for built-in kinds.
+    pub custom: Option<&'static crate::custom::CustomResource>,
 }
 
 impl std::fmt::Debug for ResourceInfo {
@@ -94,21 +99,21 @@ impl ResourceInfo {
 
     /// Store key prefix of every object of this resource: `/registry/pods/`.
     pub fn key_prefix(&self) -> String {
-        format!("/registry/{}/", self.plural)
+        format!("/registry/{}/", self.storage)
     }
 
     /// Store key prefix of the objects in one namespace: `/registry/pods/default/`.
     pub fn namespace_prefix(&self, namespace: &str) -> String {
-        format!("/registry/{}/{namespace}/", self.plural)
+        format!("/registry/{}/{namespace}/", self.storage)
     }
 
     /// Store key of one object.
     pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
         match namespace {
             Some(namespace) if self.namespaced() => {
-                format!("/registry/{}/{namespace}/{name}", self.plural)
+                format!("/registry/{}/{namespace}/{name}", self.storage)
             }
-            _ => format!("/registry/{}/{name}", self.plural),
+            _ => format!("/registry/{}/{name}", self.storage),
         }
     }
 
@@ -178,6 +183,8 @@ macro_rules! resource {
             stored: resource!(@stored $($stored)?),
             roundtrip: roundtrip::<$ty>,
             schema: schema::<$ty>,
+            storage: $plural,
+            custom: None,
         }
     };
     (@stored) => { true };
@@ -307,11 +314,21 @@ pub fn resources() -> &'static [ResourceInfo] {
     RESOURCES
 }
 
-/// The resource `plural` in `group`/`version`.
+/// Every resource served now: the built-in ones, then the custom ones.
+pub fn all_resources() -> Vec<&'static ResourceInfo> {
+    let mut all: Vec<&'static ResourceInfo> = RESOURCES.iter().collect();
+    all.extend(crate::custom::registered());
+    all
+}
+
+/// The resource `plural` in `group`/`version`, built-in or custom.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
     RESOURCES
         .iter()
         .find(|r| r.group == group && r.version == version && r.plural == plural)
+        .or_else(|| {
+            crate::custom::find(|r| r.group == group && r.version == version && r.plural == plural)
+        })
 }
 
 /// The resource of objects with this `apiVersion` and `kind`.
@@ -320,9 +337,12 @@ pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo>
     RESOURCES
         .iter()
         .find(|r| r.group == group && r.version == version && r.kind == kind)
+        .or_else(|| {
+            crate::custom::find(|r| r.group == group && r.version == version && r.kind == kind)
+        })
 }
 
-/// The API groups in the order discovery lists them, each with its one version.
+/// The built-in API groups in the order discovery lists them, each with its one version.
 pub fn groups() -> Vec<(&'static str, &'static str)> {
     let mut groups: Vec<(&str, &str)> = Vec::new();
     for r in RESOURCES {

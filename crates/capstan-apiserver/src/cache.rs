@@ -412,8 +412,46 @@ pub struct WatchStart {
 /// The cache of every resource.
 #[derive(Debug)]
 pub struct WatchCache {
+    /// The built-in resources' caches, by storage name (the plural).
     caches: HashMap<&'static str, RwLock<ResourceCache>>,
+    /// The custom resources' caches, which come and go with their definitions.
+    custom: RwLock<CustomCaches>,
     revision: watch::Sender<Revision>,
+}
+
+/// Caches of custom resources, by storage name (`<group>/<plural>`), and the stored objects of
+/// custom resources nobody serves yet (kept raw, so that serving them starts from what is stored).
+#[derive(Debug, Default)]
+struct CustomCaches {
+    /// Leaked: a cache lives as long as the process (a definition deleted and created again gets a
+    /// new one), so that references to it need no lock on this table.
+    served: HashMap<String, &'static RwLock<ResourceCache>>,
+    unclaimed: HashMap<String, BTreeMap<String, (Bytes, Revision)>>,
+}
+
+/// The storage name of a store key: `/registry/pods/ns/a` -> `pods`,
+/// `/registry/stable.example.com/crontabs/ns/a` -> `stable.example.com/crontabs` (custom
+/// resources' groups have dots, built-in plurals none).
+fn storage_of_key(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("/registry/")?;
+    let first = rest.split('/').next()?;
+    if !first.contains('.') {
+        return Some(first);
+    }
+    let second = rest[first.len()..].strip_prefix('/')?.split('/').next()?;
+    Some(&rest[..first.len() + 1 + second.len()])
+}
+
+fn new_resource_cache(resource: &'static ResourceInfo) -> RwLock<ResourceCache> {
+    RwLock::new(ResourceCache {
+        resource,
+        objects: BTreeMap::new(),
+        history: VecDeque::new(),
+        history_floor: 0,
+        applied: 0,
+        pending: HashMap::new(),
+        live: broadcast::channel(WATCH_BUFFER).0,
+    })
 }
 
 impl WatchCache {
@@ -421,25 +459,76 @@ impl WatchCache {
         let caches = resources
             .iter()
             .filter(|r| r.stored)
-            .map(|r| {
-                (
-                    r.plural,
-                    RwLock::new(ResourceCache {
-                        resource: r,
-                        objects: BTreeMap::new(),
-                        history: VecDeque::new(),
-                        history_floor: 0,
-                        applied: 0,
-                        pending: HashMap::new(),
-                        live: broadcast::channel(WATCH_BUFFER).0,
-                    }),
-                )
-            })
+            .map(|r| (r.storage, new_resource_cache(r)))
             .collect();
         Arc::new(Self {
             caches,
+            custom: RwLock::default(),
             revision: watch::channel(0).0,
         })
+    }
+
+    /// Starts caching the custom resource `resource` (its storage version's entry), from what the
+    /// store holds of it now. Registering a storage name already cached changes nothing.
+    pub fn serve_custom(&self, resource: &'static ResourceInfo) {
+        let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
+        if custom.served.contains_key(resource.storage) {
+            return;
+        }
+        let stored = custom
+            .unclaimed
+            .remove(resource.storage)
+            .unwrap_or_default();
+        let mut floor = self.revision();
+        let mut objects = BTreeMap::new();
+        for (key, (value, revision)) in stored {
+            floor = floor.max(revision);
+            let kv = KeyValue {
+                key: key.clone(),
+                value,
+                create_revision: 0,
+                mod_revision: revision,
+            };
+            if let Some(object) = CachedObject::from_store(resource, &kv) {
+                objects.insert(key, Arc::new(object));
+            }
+        }
+        let cache: &'static RwLock<ResourceCache> =
+            Box::leak(Box::new(new_resource_cache(resource)));
+        {
+            let mut c = write(cache);
+            c.objects = objects;
+            c.history_floor = floor;
+            c.applied = floor;
+        }
+        custom.served.insert(resource.storage.to_owned(), cache);
+    }
+
+    /// Stops caching a custom resource: its watchers are closed, its objects kept raw.
+    pub fn stop_custom(&self, storage: &str) {
+        let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
+        let Some(cache) = custom.served.remove(storage) else {
+            return;
+        };
+        let mut cache = write(cache);
+        let objects = std::mem::take(&mut cache.objects);
+        cache.history.clear();
+        cache.pending.clear();
+        cache.live = broadcast::channel(1).0;
+        let raw = objects
+            .into_iter()
+            .map(|(key, o)| (key, (o.json.clone(), o.revision)))
+            .collect();
+        custom.unclaimed.insert(storage.to_owned(), raw);
+    }
+
+    /// The cache of `resource`, built-in or custom.
+    fn cache_of(&self, resource: &ResourceInfo) -> Option<&RwLock<ResourceCache>> {
+        if resource.custom.is_none() {
+            return self.caches.get(resource.storage);
+        }
+        let custom = self.custom.read().unwrap_or_else(|e| e.into_inner());
+        custom.served.get(resource.storage).copied()
     }
 
     /// The store revision the cache has caught up to.
@@ -503,28 +592,7 @@ impl WatchCache {
                 break page.revision;
             }
         };
-        let mut fresh: HashMap<&'static str, BTreeMap<String, Arc<CachedObject>>> = HashMap::new();
-        for kv in &items {
-            if let Some((plural, cache)) = self.cache_for_key(&kv.key) {
-                let resource = read(cache).resource;
-                if let Some(object) = CachedObject::from_store(resource, kv) {
-                    fresh
-                        .entry(plural)
-                        .or_default()
-                        .insert(kv.key.clone(), Arc::new(object));
-                }
-            }
-        }
-        for (plural, cache) in &self.caches {
-            let mut cache = write(cache);
-            cache.objects = fresh.remove(plural).unwrap_or_default();
-            cache.history.clear();
-            cache.history_floor = revision;
-            cache.applied = revision;
-            cache.pending.clear();
-            // Watchers of the old state must start over: replacing the sender closes their channels.
-            cache.live = broadcast::channel(WATCH_BUFFER).0;
-        }
+        self.reload(&items, revision);
         self.revision.send_replace(revision);
         ready.send_replace(true);
         tracing::debug!(revision, objects = items.len(), "watch cache loaded");
@@ -533,17 +601,99 @@ impl WatchCache {
         while let Some(event) = events.next().await {
             let event = event?;
             let revision = event.revision();
-            if let Some((_, cache)) = self.cache_for_key(&event.kv.key) {
-                self.apply(cache, event);
-            }
+            self.dispatch(event);
             self.revision.send_replace(revision);
         }
         Err(capstan_store::StoreError::Closed)
     }
 
-    fn cache_for_key(&self, key: &str) -> Option<(&'static str, &RwLock<ResourceCache>)> {
-        let plural = key.strip_prefix("/registry/")?.split('/').next()?;
-        self.caches.get_key_value(plural).map(|(p, c)| (*p, c))
+    /// Replaces every cache's objects with a full listing at `revision`.
+    fn reload(&self, items: &[KeyValue], revision: Revision) {
+        let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
+        let mut fresh: HashMap<&str, BTreeMap<String, Arc<CachedObject>>> = HashMap::new();
+        let mut unclaimed: HashMap<String, BTreeMap<String, (Bytes, Revision)>> = HashMap::new();
+        for kv in items {
+            let Some(storage) = storage_of_key(&kv.key) else {
+                continue;
+            };
+            let cache = match self.caches.get(storage) {
+                Some(cache) => Some(cache),
+                None => custom.served.get(storage).copied(),
+            };
+            match cache {
+                Some(cache) => {
+                    let resource = read(cache).resource;
+                    if let Some(object) = CachedObject::from_store(resource, kv) {
+                        fresh
+                            .entry(storage)
+                            .or_default()
+                            .insert(kv.key.clone(), Arc::new(object));
+                    }
+                }
+                None if storage.contains('/') => {
+                    unclaimed
+                        .entry(storage.to_owned())
+                        .or_default()
+                        .insert(kv.key.clone(), (kv.value.clone(), kv.mod_revision));
+                }
+                None => {}
+            }
+        }
+        let served: Vec<(&str, &RwLock<ResourceCache>)> = self
+            .caches
+            .iter()
+            .map(|(name, cache)| (*name, cache))
+            .chain(
+                custom
+                    .served
+                    .iter()
+                    .map(|(name, cache)| (name.as_str(), *cache)),
+            )
+            .collect();
+        for (storage, cache) in served {
+            let mut cache = write(cache);
+            cache.objects = fresh.remove(storage).unwrap_or_default();
+            cache.history.clear();
+            cache.history_floor = revision;
+            cache.applied = revision;
+            cache.pending.clear();
+            // Watchers of the old state must start over: replacing the sender closes their channels.
+            cache.live = broadcast::channel(WATCH_BUFFER).0;
+        }
+        custom.unclaimed = unclaimed;
+    }
+
+    /// Applies one store event to the cache of its resource, or to the unclaimed objects.
+    fn dispatch(&self, event: capstan_store::Event) {
+        let Some(storage) = storage_of_key(&event.kv.key) else {
+            return;
+        };
+        if let Some(cache) = self.caches.get(storage) {
+            self.apply(cache, event);
+            return;
+        }
+        if !storage.contains('/') {
+            return;
+        }
+        // Under the table's lock, so that a resource starting to be served sees every event once.
+        let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(cache) = custom.served.get(storage).copied() {
+            drop(custom);
+            self.apply(cache, event);
+            return;
+        }
+        let objects = custom.unclaimed.entry(storage.to_owned()).or_default();
+        match event.kind {
+            EventKind::Created | EventKind::Updated => {
+                objects.insert(event.kv.key, (event.kv.value, event.kv.mod_revision));
+            }
+            EventKind::Deleted => {
+                objects.remove(&event.kv.key);
+                if objects.is_empty() {
+                    custom.unclaimed.remove(storage);
+                }
+            }
+        }
     }
 
     fn apply(&self, cache: &RwLock<ResourceCache>, event: capstan_store::Event) {
@@ -628,7 +778,7 @@ impl WatchCache {
         mut keep: impl FnMut(&CachedObject) -> bool,
         limit: Option<usize>,
     ) -> (Vec<Arc<CachedObject>>, Revision, bool) {
-        let Some(cache) = self.caches.get(resource.plural) else {
+        let Some(cache) = self.cache_of(resource) else {
             return (Vec::new(), self.revision(), false);
         };
         let cache = read(cache);
@@ -666,7 +816,7 @@ impl WatchCache {
         resource: &ResourceInfo,
         from: Option<Revision>,
     ) -> Result<WatchStart, WatchStartError> {
-        let Some(cache) = self.caches.get(resource.plural) else {
+        let Some(cache) = self.cache_of(resource) else {
             return Ok(WatchStart {
                 initial: Vec::new(),
                 live: broadcast::channel(1).1,
@@ -714,7 +864,7 @@ impl WatchCache {
 
     /// The cached object at `key` of `resource`, as of `revision()`.
     pub fn get(&self, resource: &ResourceInfo, key: &str) -> Option<Arc<CachedObject>> {
-        let cache = self.caches.get(resource.plural)?;
+        let cache = self.cache_of(resource)?;
         read(cache).objects.get(key).cloned()
     }
 
@@ -726,7 +876,7 @@ impl WatchCache {
         key: &str,
         prepared: Prepared,
     ) -> Option<PendingWrite<'_>> {
-        let cache = self.caches.get(resource.plural)?;
+        let cache = self.cache_of(resource)?;
         let prepared = Arc::new(prepared);
         write(cache)
             .pending
@@ -741,16 +891,14 @@ impl WatchCache {
 
     /// The revision of the last store event applied to `resource` (changes whenever its objects do).
     pub fn applied(&self, resource: &ResourceInfo) -> Revision {
-        self.caches
-            .get(resource.plural)
+        self.cache_of(resource)
             .map(|c| read(c).applied)
             .unwrap_or(0)
     }
 
     /// Number of objects of `resource`.
     pub fn count(&self, resource: &ResourceInfo) -> usize {
-        self.caches
-            .get(resource.plural)
+        self.cache_of(resource)
             .map(|c| read(c).objects.len())
             .unwrap_or(0)
     }

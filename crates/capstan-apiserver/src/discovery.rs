@@ -1,7 +1,7 @@
 //! API discovery: `/api`, `/apis`, group and resource lists, and the aggregated discovery documents
 //! (`apidiscovery.k8s.io/v2`) that kubectl asks for first.
 
-use capstan_api::{ResourceInfo, Scope, groups, resources};
+use capstan_api::{ResourceInfo, Scope, all_resources, groups};
 use http::HeaderMap;
 use serde_json::{Value, json};
 
@@ -42,9 +42,22 @@ fn discoverable(r: &ResourceInfo) -> bool {
     r.plural != "bindings"
 }
 
-fn group_item(group: &str, version: &str) -> Value {
-    let resources: Vec<Value> = resources()
+fn group_item(group: &str, versions: &[&str]) -> Value {
+    let versions: Vec<Value> = versions
         .iter()
+        .map(|version| {
+            json!({"version": version, "resources": version_resources(group, version), "freshness": "Current"})
+        })
+        .collect();
+    json!({
+        "metadata": {"name": group, "creationTimestamp": null},
+        "versions": versions,
+    })
+}
+
+fn version_resources(group: &str, version: &str) -> Vec<Value> {
+    all_resources()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version && discoverable(r))
         .map(|r| {
             let subresources: Vec<Value> = r
@@ -73,11 +86,7 @@ fn group_item(group: &str, version: &str) -> Value {
             }
             entry
         })
-        .collect();
-    json!({
-        "metadata": {"name": group, "creationTimestamp": null},
-        "versions": [{"version": version, "resources": resources, "freshness": "Current"}],
-    })
+        .collect()
 }
 
 /// The aggregated discovery entry of `metrics.k8s.io`, which is served without being stored.
@@ -100,20 +109,62 @@ fn metrics_group_item() -> Value {
     })
 }
 
-/// Named groups with their one version: the registry's, then `metrics.k8s.io`.
-fn named_groups() -> Vec<(&'static str, &'static str)> {
-    let mut named: Vec<(&str, &str)> = groups()
+/// Named groups with their versions, preferred first: the built-in ones, `metrics.k8s.io`, then
+/// the custom resources' groups.
+fn named_groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut named: Vec<(&str, Vec<&str>)> = groups()
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
+        .map(|(g, v)| (g, vec![v]))
         .collect();
-    named.push((metrics_api::GROUP, metrics_api::VERSION));
+    named.push((metrics_api::GROUP, vec![metrics_api::VERSION]));
+    let mut custom: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in capstan_api::custom::registered() {
+        match custom.iter_mut().find(|(g, _)| *g == r.group) {
+            Some((_, versions)) if !versions.contains(&r.version) => versions.push(r.version),
+            Some(_) => {}
+            None => custom.push((r.group, vec![r.version])),
+        }
+    }
+    custom.sort_by(|a, b| a.0.cmp(b.0));
+    for (_, versions) in &mut custom {
+        versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)).then(a.cmp(b)));
+    }
+    named.extend(custom);
     named
+}
+
+/// Kubernetes' version order: GA before beta before alpha, higher numbers first, anything else
+/// last (compared by name by the caller).
+fn version_priority(version: &str) -> (u8, u64, u64) {
+    let Some(rest) = version.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    let Ok(major) = rest[..digits].parse::<u64>() else {
+        return (0, 0, 0);
+    };
+    let tail = &rest[digits..];
+    if tail.is_empty() {
+        return (3, major, 0);
+    }
+    let (level, minor) = if let Some(n) = tail.strip_prefix("beta") {
+        (2, n)
+    } else if let Some(n) = tail.strip_prefix("alpha") {
+        (1, n)
+    } else {
+        return (0, 0, 0);
+    };
+    match minor.parse::<u64>() {
+        Ok(minor) => (level, major, minor),
+        Err(_) => (0, 0, 0),
+    }
 }
 
 /// `GET /api`.
 pub(crate) fn core_versions(headers: &HeaderMap, server_address: &str) -> Reply {
     if wants_aggregated(headers) {
-        return aggregated(vec![group_item("", "v1")]);
+        return aggregated(vec![group_item("", &["v1"])]);
     }
     Reply::json(
         200,
@@ -125,9 +176,13 @@ pub(crate) fn core_versions(headers: &HeaderMap, server_address: &str) -> Reply 
     )
 }
 
-fn api_group(group: &str, version: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-    json!({"name": group, "versions": [gv], "preferredVersion": gv})
+fn api_group(group: &str, versions: &[&str]) -> Value {
+    let gvs: Vec<Value> = versions
+        .iter()
+        .map(|version| json!({"groupVersion": format!("{group}/{version}"), "version": version}))
+        .collect();
+    let preferred = gvs.first().cloned().unwrap_or(Value::Null);
+    json!({"name": group, "versions": gvs, "preferredVersion": preferred})
 }
 
 /// `GET /apis`.
@@ -159,8 +214,8 @@ pub(crate) fn groups_list(headers: &HeaderMap) -> Reply {
 
 /// `GET /apis/<group>`.
 pub(crate) fn group(name: &str) -> Option<Reply> {
-    let (group, version) = named_groups().into_iter().find(|(g, _)| *g == name)?;
-    let mut body = api_group(group, version);
+    let (group, versions) = named_groups().into_iter().find(|(g, _)| *g == name)?;
+    let mut body = api_group(group, &versions);
     body["kind"] = json!("APIGroup");
     body["apiVersion"] = json!("v1");
     Some(Reply::json(200, &body))
@@ -185,8 +240,8 @@ pub(crate) fn resource_list(group: &str, version: &str) -> Option<Reply> {
             }),
         ));
     }
-    let matching: Vec<&ResourceInfo> = resources()
-        .iter()
+    let matching: Vec<&ResourceInfo> = all_resources()
+        .into_iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if matching.is_empty() {

@@ -13,6 +13,7 @@ mod binding;
 mod body;
 mod bootstrap;
 pub mod cache;
+mod crd;
 mod discovery;
 mod disruption;
 mod encode;
@@ -330,6 +331,14 @@ impl ApiServer {
             tokio::select! {
                 () = bootstrap::run(state) => {}
                 () = boot_shutdown.cancelled() => {}
+            }
+        });
+        let state = self.state.clone();
+        let crd_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = crd::run(state) => {}
+                () = crd_shutdown.cancelled() => {}
             }
         });
         server::serve(self.listener, self.tls, self.state, shutdown).await;

@@ -98,10 +98,35 @@ pub(crate) fn name_of(object: &Value) -> &str {
 
 /// Resources whose `metadata.generation` counts spec changes.
 fn tracks_generation(resource: &ResourceInfo) -> bool {
-    matches!(
-        resource.group,
-        "apps" | "batch" | "policy" | "networking.k8s.io"
-    )
+    resource.custom.is_some()
+        || matches!(
+            resource.group,
+            "apps" | "batch" | "policy" | "networking.k8s.io" | "apiextensions.k8s.io"
+        )
+}
+
+/// Whether an update changes what the generation counts: the spec, or for custom resources
+/// everything but metadata (and status, when it has its own subresource).
+fn spec_changed(resource: &ResourceInfo, new: &Value, old: &Value) -> bool {
+    if resource.custom.is_none() {
+        return new.get("spec") != old.get("spec");
+    }
+    let skip = |key: &str| key == "metadata" || (key == "status" && has_status(resource));
+    let content = |v: &Value| -> Vec<(String, Value)> {
+        v.as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| !skip(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut a = content(new);
+    let mut b = content(old);
+    a.sort_by(|x, y| x.0.cmp(&y.0));
+    b.sort_by(|x, y| x.0.cmp(&y.0));
+    a != b
 }
 
 /// Whether the main resource's writes leave `status` alone (it has a status subresource).
@@ -180,7 +205,7 @@ pub(crate) fn prepare_update(resource: &ResourceInfo, new: &mut Value, old: &Val
     if resource.plural == "services" && resource.group.is_empty() {
         keep_service_allocations(new, old);
     }
-    if tracks_generation(resource) && new.get("spec") != old.get("spec") {
+    if tracks_generation(resource) && spec_changed(resource, new, old) {
         let generation = old_meta["generation"].as_i64().unwrap_or(1);
         metadata_mut(new).insert("generation".into(), json!(generation + 1));
     }

@@ -51,6 +51,14 @@ pub(crate) fn apply(
         MERGE_PATCH => {
             capstan_patch::merge_patch(current, &parse(body, false)?).map_err(patch_error)
         }
+        // Custom kinds have no patch strategies: kube-apiserver refuses strategic merge for them.
+        STRATEGIC_PATCH if resource.custom.is_some() => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {JSON_PATCH}, {MERGE_PATCH}, {APPLY_YAML}"
+            ),
+        )),
         STRATEGIC_PATCH => {
             capstan_patch::strategic_merge_patch(current, &parse(body, false)?, resource)
                 .map_err(patch_error)

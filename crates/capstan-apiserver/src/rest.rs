@@ -176,7 +176,7 @@ async fn dispatch(req: &Request<'_>) -> ApiResult<Output> {
         }
         (&Method::GET, Some(name), Some("scale")) => {
             let (object, _) = stored(req.state, resource, ns, name).await?;
-            Reply::json(200, &to_scale(&object))
+            Reply::json(200, &to_scale(resource, &object))
         }
         (&Method::POST, None, None) => match resource.plural {
             "bindings" => binding(req, ns, None).await?,
@@ -1096,7 +1096,7 @@ async fn write(
                         ..
                     } | Change::Patch { sub: Some("scale") }
                 ) {
-                    to_scale(&new)
+                    to_scale(resource, &new)
                 } else {
                     new
                 };
@@ -1151,7 +1151,7 @@ fn next_state(
             if *sub == Some("scale") {
                 let scale = patch::apply(
                     content_type,
-                    &to_scale(old),
+                    &to_scale(resource, old),
                     &req.body,
                     resource,
                     &manager,
@@ -1328,6 +1328,14 @@ fn replaced(
                 .as_i64()
                 .ok_or_else(|| ApiError::bad_request("scale: spec.replicas is required"))?;
             let mut new = old.clone();
+            if let Some(paths) = resource.custom.and_then(|c| c.scale.as_ref()) {
+                if at_path(old, &paths.spec_replicas).as_i64() != Some(replicas) {
+                    set_path(&mut new, &paths.spec_replicas, json!(replicas));
+                    let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                    metadata_mut(&mut new).insert("generation".into(), json!(generation + 1));
+                }
+                return Ok(new);
+            }
             new["spec"]["replicas"] = json!(replicas);
             if resource.group == "apps" {
                 let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
@@ -1361,8 +1369,45 @@ fn replaced(
     })
 }
 
-/// `autoscaling/v1` Scale of a workload.
-fn to_scale(object: &Value) -> Value {
+/// The value at a simple JSONPath (`.spec.replicas`); null when absent.
+fn at_path<'v>(object: &'v Value, path: &str) -> &'v Value {
+    path.split('.')
+        .filter(|s| !s.is_empty())
+        .fold(object, |at, key| &at[key])
+}
+
+/// Sets the value at a simple JSONPath, creating the objects on the way.
+fn set_path(object: &mut Value, path: &str, value: Value) {
+    let mut at = object;
+    for key in path.split('.').filter(|s| !s.is_empty()) {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        at = &mut at[key];
+    }
+    *at = value;
+}
+
+/// `autoscaling/v1` Scale of a workload, or of a custom resource with the scale subresource.
+fn to_scale(resource: &ResourceInfo, object: &Value) -> Value {
+    let meta = &object["metadata"];
+    if let Some(paths) = resource.custom.and_then(|c| c.scale.as_ref()) {
+        let selector = paths
+            .label_selector
+            .as_deref()
+            .and_then(|p| at_path(object, p).as_str())
+            .unwrap_or_default();
+        return json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+                "resourceVersion": meta["resourceVersion"], "creationTimestamp": meta["creationTimestamp"],
+            },
+            "spec": {"replicas": at_path(object, &paths.spec_replicas).as_i64().unwrap_or(0)},
+            "status": {"replicas": at_path(object, &paths.status_replicas).as_i64().unwrap_or(0), "selector": selector},
+        });
+    }
     let selector = object["spec"]["selector"]["matchLabels"]
         .as_object()
         .map(|m| {
@@ -1372,7 +1417,6 @@ fn to_scale(object: &Value) -> Value {
                 .join(",")
         })
         .unwrap_or_default();
-    let meta = &object["metadata"];
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -1489,6 +1533,14 @@ async fn delete_one(
                 finalizers.push(json!("orphan"))
             }
             _ => {}
+        }
+        // A definition goes only after its objects (kube's CRD storage adds this on delete).
+        let cleanup = json!(capstan_api::custom::CLEANUP_FINALIZER);
+        if resource.plural == "customresourcedefinitions"
+            && !already_deleting
+            && !finalizers.contains(&cleanup)
+        {
+            finalizers.push(cleanup);
         }
         // Pods on a node end gracefully: the kubelet stops the containers and deletes the pod.
         let grace = if resource.plural == "pods" && resource.group.is_empty() {

@@ -13,6 +13,7 @@
 //! `ResourceInfo`; it must not depend on the server, the store or any component.
 
 mod columns;
+mod custom;
 mod json;
 mod labels;
 mod printers;
@@ -64,7 +65,13 @@ pub fn table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let row = (printer.row)(object, now);
+            let row = match resource.custom {
+                Some(custom) => printers::Row {
+                    cells: custom::cells(custom, object, now),
+                    conditions: None,
+                },
+                None => (printer.row)(object, now),
+            };
             let mut out = Map::new();
             out.insert("cells".to_owned(), Value::Array(row.cells));
             if let Some(conditions) = row.conditions {
@@ -86,7 +93,10 @@ pub fn table(
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": table_metadata(&list_meta),
-        "columnDefinitions": printer.columns(),
+        "columnDefinitions": match resource.custom {
+            Some(custom) => Value::Array(custom::columns(custom)),
+            None => Value::Array(printer.columns().to_vec()),
+        },
         "rows": rows,
     })
 }

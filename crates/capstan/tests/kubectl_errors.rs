@@ -228,7 +228,7 @@ spec:
     assert_contains(&err, "Error from server (BadRequest)");
     assert_contains(
         &err,
-        r#"strict decoding error: unknown field "spec.replicass""#,
+        r#"Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.replicass""#,
     );
     assert_nothing_stored(&k, "typo");
 

@@ -103,7 +103,14 @@ fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) -> Vec
         ("certificates.k8s.io", "CertificateSigningRequest") => {
             core::validate_csr(&mut errs, object, old);
         }
-        _ => {}
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            crate::custom::validate_definition(object, &mut errs);
+        }
+        _ => {
+            if let Some(schema) = resource.custom.and_then(|c| c.schema.as_ref()) {
+                crate::custom::validate_object(object, schema, &mut errs);
+            }
+        }
     }
     errs
 }
