@@ -278,6 +278,7 @@ impl Gc {
                 return;
             }
         };
+        let mut added: HashSet<(String, String)> = HashSet::new();
         for group in discovery.groups() {
             for (ar, caps) in group.recommended_resources() {
                 if !(caps.supports_operation(verbs::LIST)
@@ -292,6 +293,7 @@ impl Gc {
                     continue;
                 }
                 let index = self.resources.len();
+                added.insert(key.clone());
                 self.by_kind.insert(key, index);
                 let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
                 let stream = watcher(api, watcher::Config::default())
@@ -301,6 +303,23 @@ impl Gc {
                 tracing::debug!(resource = %ar.plural, group = %ar.group, "garbage collector watching");
                 self.resources.push((ar, caps));
             }
+        }
+        // Objects whose owners are of a kind just discovered (a new custom resource) were judged
+        // while that kind was unknown, which never deletes: judge them again.
+        let recheck: Vec<String> = self
+            .graph
+            .nodes
+            .iter()
+            .filter(|(_, node)| {
+                node.owners.iter().any(|o| {
+                    let group = o.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+                    added.contains(&(group.to_owned(), o.kind.clone()))
+                })
+            })
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in recheck {
+            self.queue.add(Item::AttemptToDelete(uid));
         }
     }
 

@@ -796,3 +796,55 @@ fn bad_custom_resources_and_definitions_get_kubes_errors() {
     );
     k.assert_serving();
 }
+
+/// Operators own their Deployments and ConfigMaps through custom objects: the garbage collector
+/// must take an owned object away with its custom owner, and leave those whose owner lives.
+#[test]
+fn objects_owned_by_a_custom_resource_go_with_it() {
+    let k = Cluster::start();
+    install_crontabs(&k);
+    k.apply_stdin(&cron("doomed", "default", 1));
+    k.apply_stdin(&cron("kept", "default", 1));
+    let owned = |owner: &str| {
+        let uid = k.jsonpath(&["ct", owner], "{.metadata.uid}");
+        assert!(!uid.is_empty(), "{owner} has a uid");
+        format!(
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {owner}-config
+  namespace: default
+  ownerReferences:
+  - apiVersion: stable.example.com/v1
+    kind: CronTab
+    name: {owner}
+    uid: {uid}
+data:
+  a: b
+"#
+        )
+    };
+    k.apply_stdin(&owned("doomed"));
+    k.apply_stdin(&owned("kept"));
+    assert_eq!(
+        k.ok(&["delete", "ct", "doomed"]).trim(),
+        r#"crontab.stable.example.com "doomed" deleted"#
+    );
+    // The collector finds new kinds by discovery every 30 s; give it two rounds.
+    let deadline = Instant::now() + Duration::from_secs(75);
+    loop {
+        let names = k.ok(&["get", "configmaps", "-o", "name"]);
+        if !names.contains("configmap/doomed-config") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ConfigMap owned by a deleted CronTab is still there: {names}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(
+        k.jsonpath(&["configmap", "kept-config"], "{.metadata.ownerReferences[0].name}"),
+        "kept"
+    );
+}
