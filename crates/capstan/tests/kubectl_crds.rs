@@ -844,7 +844,10 @@ data:
         std::thread::sleep(Duration::from_millis(250));
     }
     assert_eq!(
-        k.jsonpath(&["configmap", "kept-config"], "{.metadata.ownerReferences[0].name}"),
+        k.jsonpath(
+            &["configmap", "kept-config"],
+            "{.metadata.ownerReferences[0].name}"
+        ),
         "kept"
     );
 }
