@@ -48,6 +48,14 @@ impl ListBody {
         }
     }
 
+    /// The same list with every item (not yet sent) changed by `f`.
+    pub(crate) fn map_items(self, f: impl Fn(&Bytes) -> Bytes) -> Self {
+        let head = self.head.unwrap_or_default();
+        let tail = self.tail.unwrap_or_default();
+        let items = self.items.map(|item| f(&item)).collect();
+        Self::new(head, items, tail)
+    }
+
     /// The next chunk, or `None` at the end.
     pub(crate) fn next_chunk(&mut self) -> Option<Bytes> {
         let mut out = BytesMut::new();

@@ -320,3 +320,94 @@ async fn update(
         .await
         .map(|_| ())
 }
+
+/// Conversion between the served versions of a custom resource, kube's `None` strategy: only
+/// `apiVersion` changes. Objects are stored in the storage version; responses name the version
+/// the client asked for.
+#[derive(Debug)]
+pub(crate) struct Conversion {
+    /// `"apiVersion":"<group>/<other version>"` of every other version of the definition.
+    from: Vec<Vec<u8>>,
+    to: Vec<u8>,
+}
+
+impl Conversion {
+    /// The conversion a request of `resource` needs: `None` for built-in kinds and definitions
+    /// with one version.
+    pub(crate) fn for_request(resource: &ResourceInfo) -> Option<Self> {
+        let custom = resource.custom?;
+        let mut versions: Vec<&str> = capstan_api::custom::registered()
+            .into_iter()
+            .filter(|r| r.custom.is_some_and(|c| c.definition == custom.definition))
+            .map(|r| r.version)
+            .collect();
+        versions.push(custom.storage_version.as_str());
+        versions.retain(|v| *v != resource.version);
+        versions.sort_unstable();
+        versions.dedup();
+        if versions.is_empty() {
+            return None;
+        }
+        let field = |version: &str| format!(r#""apiVersion":"{}/{version}""#, resource.group);
+        Some(Self {
+            from: versions.iter().map(|v| field(v).into_bytes()).collect(),
+            to: field(resource.version).into_bytes(),
+        })
+    }
+
+    /// `bytes` (JSON objects, lists or watch lines, as serde_json writes them) with every other
+    /// version's `apiVersion` replaced by the requested one.
+    pub(crate) fn apply(&self, bytes: &bytes::Bytes) -> bytes::Bytes {
+        let mut out: Option<Vec<u8>> = None;
+        let mut start = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            if let Some(from) = self.from.iter().find(|f| bytes[i..].starts_with(f)) {
+                let buf = out.get_or_insert_with(|| Vec::with_capacity(bytes.len() + 16));
+                buf.extend_from_slice(&bytes[start..i]);
+                buf.extend_from_slice(&self.to);
+                i += from.len();
+                start = i;
+            } else {
+                i += 1;
+            }
+        }
+        match out {
+            Some(mut buf) => {
+                buf.extend_from_slice(&bytes[start..]);
+                bytes::Bytes::from(buf)
+            }
+            None => bytes.clone(),
+        }
+    }
+}
+
+/// The `apiVersion` objects of `resource` are stored with, when it is a custom resource served in
+/// another version than it is stored in.
+pub(crate) fn storage_api_version(resource: &ResourceInfo) -> Option<String> {
+    let custom = resource.custom?;
+    (custom.storage_version != resource.version)
+        .then(|| format!("{}/{}", resource.group, custom.storage_version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversion_renames_other_versions_only_in_api_version_fields() {
+        let conversion = Conversion {
+            from: vec![br#""apiVersion":"x.io/v1""#.to_vec()],
+            to: br#""apiVersion":"x.io/v1beta1""#.to_vec(),
+        };
+        let line = bytes::Bytes::from_static(
+            br#"{"type":"ADDED","object":{"apiVersion":"x.io/v1","kind":"A","spec":{"note":"x.io/v1"}}}"#,
+        );
+        assert_eq!(
+            &conversion.apply(&line)[..],
+            br#"{"type":"ADDED","object":{"apiVersion":"x.io/v1beta1","kind":"A","spec":{"note":"x.io/v1"}}}"#
+        );
+        let untouched = bytes::Bytes::from_static(br#"{"apiVersion":"x.io/v1beta1"}"#);
+        assert_eq!(conversion.apply(&untouched), untouched);
+    }
+}

@@ -125,9 +125,43 @@ impl Request<'_> {
 
 /// Serves one resource request.
 pub(crate) async fn serve(req: Request<'_>) -> Output {
-    match dispatch(&req).await {
+    let output = match dispatch(&req).await {
         Ok(output) => output,
         Err(error) => Output::Reply(Reply::error(&error)),
+    };
+    let conversion = capstan_api::find(&req.path.group, &req.path.version, &req.path.resource)
+        .and_then(crate::crd::Conversion::for_request);
+    match conversion {
+        Some(conversion) => convert(output, conversion),
+        None => output,
+    }
+}
+
+/// A response of a custom resource in the version the client asked for.
+fn convert(output: Output, conversion: crate::crd::Conversion) -> Output {
+    match output {
+        Output::Reply(mut reply) => {
+            reply.body = conversion.apply(&reply.body);
+            Output::Reply(reply)
+        }
+        Output::List(list) => Output::List(list.map_items(|item| conversion.apply(item))),
+        Output::Stream {
+            content_type,
+            mut chunks,
+        } => {
+            let (tx, rx) = mpsc::channel(16);
+            tokio::spawn(async move {
+                while let Some(chunk) = chunks.recv().await {
+                    if tx.send(conversion.apply(&chunk)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Output::Stream {
+                content_type,
+                chunks: rx,
+            }
+        }
     }
 }
 
@@ -721,8 +755,12 @@ fn decode(
     resource: &ResourceInfo,
     value: Value,
 ) -> ApiResult<(Value, Vec<String>)> {
-    let decoded = capstan_api::decode_value(resource, value, req.field_validation()?)
+    let mut decoded = capstan_api::decode_value(resource, value, req.field_validation()?)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Custom objects are stored in their storage version (responses convert back).
+    if let Some(api_version) = crate::crd::storage_api_version(resource) {
+        decoded.object["apiVersion"] = Value::String(api_version);
+    }
     Ok((decoded.object, decoded.warnings))
 }
 
@@ -1159,9 +1197,15 @@ fn next_state(
                 )?;
                 replaced(resource, &scale, old, Some("scale"))?
             } else {
+                // A custom object is patched in the version the client speaks.
+                let in_version = crate::crd::storage_api_version(resource).map(|_| {
+                    let mut view = old.clone();
+                    view["apiVersion"] = Value::String(resource.api_version());
+                    view
+                });
                 let patched = patch::apply(
                     content_type,
-                    old,
+                    in_version.as_ref().unwrap_or(old),
                     &req.body,
                     resource,
                     &manager,

@@ -851,3 +851,87 @@ data:
         "kept"
     );
 }
+
+/// A definition serving two versions (kube's `None` conversion): objects are stored once, in the
+/// storage version, and every response names the version the client asked for.
+#[test]
+fn every_served_version_reads_and_writes_the_same_objects() {
+    let k = Cluster::start();
+    install(
+        &k,
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.multi.example.com
+spec:
+  group: multi.example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+  versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#,
+        "widgets.multi.example.com",
+    );
+    let group = k.ok(&["get", "--raw", "/apis/multi.example.com"]);
+    assert_contains(
+        &group,
+        r#""preferredVersion":{"groupVersion":"multi.example.com/v1","version":"v1"}"#,
+    );
+    assert_eq!(
+        k.apply_stdin(
+            "apiVersion: multi.example.com/v1beta1\nkind: Widget\nmetadata:\n  name: w1\n  namespace: default\nspec:\n  size: 3\n"
+        )
+        .trim(),
+        "widget.multi.example.com/w1 created"
+    );
+    // kubectl picks the preferred version; the fully qualified name picks another.
+    assert_eq!(
+        k.jsonpath(&["widgets", "w1"], "{.apiVersion} {.spec.size}"),
+        "multi.example.com/v1 3"
+    );
+    assert_eq!(
+        k.jsonpath(
+            &["widgets.v1beta1.multi.example.com", "w1"],
+            "{.apiVersion} {.spec.size}"
+        ),
+        "multi.example.com/v1beta1 3"
+    );
+    k.ok(&[
+        "patch",
+        "widgets.v1beta1.multi.example.com",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":4}}"#,
+    ]);
+    let list = k.ok(&[
+        "get",
+        "--raw",
+        "/apis/multi.example.com/v1beta1/namespaces/default/widgets",
+    ]);
+    assert_contains(
+        &list,
+        r#""apiVersion":"multi.example.com/v1beta1","kind":"Widget""#,
+    );
+    assert!(!list.contains("multi.example.com/v1\""), "{list}");
+    assert_eq!(
+        k.jsonpath(&["widgets", "w1"], "{.apiVersion} {.spec.size}"),
+        "multi.example.com/v1 4"
+    );
+}
