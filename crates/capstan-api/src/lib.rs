@@ -5,6 +5,7 @@
 //! Pure data and functions on `serde_json::Value`s: no IO, no HTTP, no store. The API server builds on
 //! it; nothing here may depend on the server or the store.
 
+pub mod autoscaling;
 pub mod custom;
 pub mod decode;
 pub mod defaults;

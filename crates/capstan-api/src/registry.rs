@@ -2,7 +2,8 @@
 //! discovery, `kubectl api-resources`, short names (`po`, `deploy`) and `kubectl get all` match.
 
 use k8s_openapi::api::{
-    apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz, batch::v1 as batch,
+    apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz,
+    autoscaling::v1 as autoscaling1, autoscaling::v2 as autoscaling2, batch::v1 as batch,
     certificates::v1 as certificates, coordination::v1 as coordination, core::v1 as core,
     discovery::v1 as discovery, networking::v1 as networking, node::v1 as node,
     policy::v1 as policy, rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
@@ -247,6 +248,12 @@ static RESOURCES: &[ResourceInfo] = &[
         short: ["ds"], categories: ALL, verbs: CRUD, subresources: [STATUS]),
     resource!(apps::ControllerRevision, "apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", Namespaced,
         short: [], categories: &[], verbs: CRUD, subresources: []),
+    // autoscaling/v2, and v1 for kubectl autoscale: both serve the objects stored as v2 (the first
+    // entry of a plural is its storage version); v1 requests are converted (`crate::autoscaling`).
+    resource!(autoscaling2::HorizontalPodAutoscaler, "autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced,
+        short: ["hpa"], categories: ALL, verbs: CRUD, subresources: [STATUS]),
+    resource!(autoscaling1::HorizontalPodAutoscaler, "autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", Namespaced,
+        short: ["hpa"], categories: ALL, verbs: CRUD, subresources: [STATUS]),
     // batch/v1
     resource!(batch::Job, "batch", "v1", "Job", "jobs", "job", Namespaced,
         short: [], categories: ALL, verbs: CRUD, subresources: [STATUS]),
@@ -376,11 +383,18 @@ mod tests {
     }
 
     #[test]
-    fn plurals_are_unique_so_store_keys_never_collide() {
-        let mut plurals: Vec<_> = RESOURCES.iter().map(|r| r.plural).collect();
-        plurals.sort_unstable();
-        plurals.dedup();
-        assert_eq!(plurals.len(), RESOURCES.len());
+    fn a_plural_names_one_kind_so_store_keys_never_collide() {
+        for r in RESOURCES {
+            for other in RESOURCES.iter().filter(|o| o.plural == r.plural) {
+                // Only versions of one kind share a plural (and so their stored objects).
+                assert_eq!((r.group, r.kind), (other.group, other.kind), "{}", r.plural);
+            }
+            let same_version = RESOURCES
+                .iter()
+                .filter(|o| o.plural == r.plural && o.version == r.version)
+                .count();
+            assert_eq!(same_version, 1, "{} {}", r.plural, r.version);
+        }
     }
 
     #[test]

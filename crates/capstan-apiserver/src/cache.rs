@@ -456,11 +456,13 @@ fn new_resource_cache(resource: &'static ResourceInfo) -> RwLock<ResourceCache> 
 
 impl WatchCache {
     pub fn new(resources: &'static [ResourceInfo]) -> Arc<Self> {
-        let caches = resources
-            .iter()
-            .filter(|r| r.stored)
-            .map(|r| (r.storage, new_resource_cache(r)))
-            .collect();
+        let mut caches = HashMap::new();
+        // Versions of one kind share a storage name; the first listed is the storage version.
+        for r in resources.iter().filter(|r| r.stored) {
+            caches
+                .entry(r.storage)
+                .or_insert_with(|| new_resource_cache(r));
+        }
         Arc::new(Self {
             caches,
             custom: RwLock::default(),

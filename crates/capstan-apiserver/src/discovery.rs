@@ -112,11 +112,14 @@ fn metrics_group_item() -> Value {
 /// Named groups with their versions, preferred first: the built-in ones, `metrics.k8s.io`, then
 /// the custom resources' groups.
 fn named_groups() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mut named: Vec<(&str, Vec<&str>)> = groups()
-        .into_iter()
-        .filter(|(g, _)| !g.is_empty())
-        .map(|(g, v)| (g, vec![v]))
-        .collect();
+    // A built-in group with several versions lists them in registry order (preferred first).
+    let mut named: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (g, v) in groups().into_iter().filter(|(g, _)| !g.is_empty()) {
+        match named.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, versions)) => versions.push(v),
+            None => named.push((g, vec![v])),
+        }
+    }
     named.push((metrics_api::GROUP, vec![metrics_api::VERSION]));
     let mut custom: Vec<(&str, Vec<&str>)> = Vec::new();
     for r in capstan_api::custom::registered() {

@@ -13,6 +13,7 @@ mod binding;
 mod body;
 mod bootstrap;
 pub mod cache;
+mod conversion;
 mod crd;
 mod discovery;
 mod disruption;

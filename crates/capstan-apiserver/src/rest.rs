@@ -130,29 +130,31 @@ pub(crate) async fn serve(req: Request<'_>) -> Output {
         Err(error) => Output::Reply(Reply::error(&error)),
     };
     let conversion = capstan_api::find(&req.path.group, &req.path.version, &req.path.resource)
-        .and_then(crate::crd::Conversion::for_request);
+        .and_then(crate::conversion::Conversion::for_request);
     match conversion {
         Some(conversion) => convert(output, conversion),
         None => output,
     }
 }
 
-/// A response of a custom resource in the version the client asked for.
-fn convert(output: Output, conversion: crate::crd::Conversion) -> Output {
+/// A response in the version the client asked for.
+fn convert(output: Output, conversion: crate::conversion::Conversion) -> Output {
     match output {
         Output::Reply(mut reply) => {
-            reply.body = conversion.apply(&reply.body);
+            reply.body = conversion.body(&reply.body);
             Output::Reply(reply)
         }
-        Output::List(list) => Output::List(list.map_items(|item| conversion.apply(item))),
+        Output::List(list) => Output::List(list.map_items(|item| conversion.body(item))),
         Output::Stream {
             content_type,
             mut chunks,
         } => {
             let (tx, rx) = mpsc::channel(16);
             tokio::spawn(async move {
+                let mut partial = Vec::new();
                 while let Some(chunk) = chunks.recv().await {
-                    if tx.send(conversion.apply(&chunk)).await.is_err() {
+                    let converted = conversion.watch_chunk(&mut partial, &chunk);
+                    if !converted.is_empty() && tx.send(converted).await.is_err() {
                         return;
                     }
                 }
@@ -757,11 +759,9 @@ fn decode(
 ) -> ApiResult<(Value, Vec<String>)> {
     let mut decoded = capstan_api::decode_value(resource, value, req.field_validation()?)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    // Custom objects are stored in their storage version (responses convert back).
-    if let Some(api_version) = crate::crd::storage_api_version(resource) {
-        decoded.object["apiVersion"] = Value::String(api_version);
-    }
-    Ok((decoded.object, decoded.warnings))
+    // Objects are stored in their storage version (responses convert back).
+    let object = crate::conversion::to_storage(resource, std::mem::take(&mut decoded.object));
+    Ok((object, decoded.warnings))
 }
 
 /// NamespaceLifecycle: no new objects in a namespace that is missing or being deleted. The namespace
@@ -1197,12 +1197,8 @@ fn next_state(
                 )?;
                 replaced(resource, &scale, old, Some("scale"))?
             } else {
-                // A custom object is patched in the version the client speaks.
-                let in_version = crate::crd::storage_api_version(resource).map(|_| {
-                    let mut view = old.clone();
-                    view["apiVersion"] = Value::String(resource.api_version());
-                    view
-                });
+                // An object is patched in the version the client speaks.
+                let in_version = crate::conversion::to_request(resource, old);
                 let patched = patch::apply(
                     content_type,
                     in_version.as_ref().unwrap_or(old),

@@ -39,6 +39,7 @@ pub fn apply_defaults(resource: &ResourceInfo, object: &mut Value) {
         ("networking.k8s.io", "NetworkPolicy") => cluster::default_network_policy(object),
         ("storage.k8s.io", "StorageClass") => cluster::default_storage_class(object),
         ("scheduling.k8s.io", "PriorityClass") => cluster::default_priority_class(object),
+        ("autoscaling", "HorizontalPodAutoscaler") => crate::autoscaling::default_v2(object),
         ("apps", "Deployment") => workloads::default_deployment(object),
         ("apps", "ReplicaSet") => workloads::default_replica_set(object),
         ("apps", "StatefulSet") => workloads::default_stateful_set(object),

@@ -103,6 +103,9 @@ fn validate(resource: &ResourceInfo, object: &Value, old: Option<&Value>) -> Vec
         ("certificates.k8s.io", "CertificateSigningRequest") => {
             core::validate_csr(&mut errs, object, old);
         }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            crate::autoscaling::validate(&mut errs, object)
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             crate::custom::validate_definition(object, &mut errs);
         }

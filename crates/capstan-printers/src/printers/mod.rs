@@ -11,6 +11,7 @@ use crate::json::{arr_at, get, name, str_at};
 use crate::time::{Time, ZERO_RFC3339};
 
 mod apps;
+mod autoscaling;
 mod batch;
 mod cluster;
 mod core;
@@ -76,7 +77,7 @@ impl Printer {
     }
 }
 
-static PRINTERS: [Printer; 34] = [
+static PRINTERS: [Printer; 35] = [
     Printer::new("", "pods", pod::columns, pod::row),
     Printer::new(
         "",
@@ -212,6 +213,12 @@ static PRINTERS: [Printer; 34] = [
         "networkpolicies",
         network::network_policy_columns,
         network::network_policy_row,
+    ),
+    Printer::new(
+        "autoscaling",
+        "horizontalpodautoscalers",
+        autoscaling::hpa_columns,
+        autoscaling::hpa_row,
     ),
     Printer::new(
         "coordination.k8s.io",
