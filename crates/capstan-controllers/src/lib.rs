@@ -10,6 +10,7 @@ mod daemonset;
 mod deployment;
 mod endpoints;
 mod garbage_collector;
+mod hpa;
 mod job;
 mod namespace;
 mod node_ipam;
@@ -86,6 +87,7 @@ pub async fn run_all(client: kube::Client, config: ControllerConfig, shutdown: C
         job::run(ctx.clone(), shutdown.clone()),
         certificates::run(ctx.clone(), shutdown.clone()),
         cronjob::run(ctx.clone(), shutdown.clone()),
+        hpa::run(ctx.clone(), shutdown.clone()),
         persistentvolume::run(ctx.clone(), shutdown.clone()),
         async {
             if ctx.config.service_lb {

@@ -2066,3 +2066,72 @@ spec:
     );
     assert_eq!(c.ok(&["logs", "job-like", "-c", "main"]), "work done\n");
 }
+
+/// `kubectl autoscale` on a deployment whose pod spins: the autoscaler reads the pod's CPU from
+/// metrics.k8s.io, finds it far above the target, and scales the deployment out to its maximum.
+#[test]
+fn an_autoscaler_scales_a_busy_deployment_out() {
+    let c = Cluster::start_with_agent();
+    c.apply_stdin(&format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: burn}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: burn}}}}
+  template:
+    metadata: {{labels: {{app: burn}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: spin
+        image: {BUSYBOX}
+        command: ["sh", "-c", "while true; do :; done"]
+        resources: {{requests: {{cpu: 50m}}, limits: {{cpu: 150m}}}}
+"#
+    ));
+    wait_for(
+        &c,
+        &["pods", "-l", "app=burn"],
+        "{.items[*].status.phase}",
+        |p| p == "Running",
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        c.ok(&[
+            "autoscale",
+            "deployment",
+            "burn",
+            "--min=1",
+            "--max=3",
+            "--cpu-percent=50"
+        ])
+        .trim(),
+        "horizontalpodautoscaler.autoscaling/burn autoscaled"
+    );
+    // ~150m used of a 50m request is ~300% of it, six times the target: out to the maximum.
+    wait_for(
+        &c,
+        &["deployment", "burn"],
+        "{.spec.replicas}",
+        |r| r == "3",
+        Duration::from_secs(90),
+    );
+    let utilization = wait_for(
+        &c,
+        &["hpa", "burn"],
+        "{.status.currentMetrics[0].resource.current.averageUtilization}",
+        |u| u.parse::<u64>().is_ok_and(|u| u > 50),
+        Duration::from_secs(30),
+    );
+    let table = c.ok(&["get", "hpa", "burn"]);
+    assert_contains(&table, &format!("cpu: {utilization}%/50%"));
+    let describe = c.ok(&["describe", "hpa", "burn"]);
+    assert_contains(&describe, "SuccessfulRescale");
+    assert_contains(
+        &describe,
+        "New size: 3; reason: cpu resource utilization (percentage of request) above target",
+    );
+    // Stop the spinning before the cluster goes.
+    c.ok(&["delete", "deployment", "burn", "--wait=false"]);
+}

@@ -1,12 +1,14 @@
 //! Helpers shared by the workload controllers (ReplicaSet, Deployment): the error type, controller
-//! owner references and adoption, label selectors, pod readiness and deletion ranking, and core/v1
-//! events. Pure functions over k8s-openapi types; only `events` and `owners` talk to the API server.
+//! owner references and adoption, label selectors, pod readiness and deletion ranking, resource
+//! quantities, and core/v1 events. Pure functions over k8s-openapi types; only `events` and
+//! `owners` talk to the API server.
 
 pub(crate) mod cron;
 pub(crate) mod events;
 pub(crate) mod history;
 pub(crate) mod owners;
 pub(crate) mod pods;
+pub(crate) mod quantity;
 pub(crate) mod rollout;
 pub(crate) mod scheduling;
 pub(crate) mod selector;
