@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{Cluster, app_manifest, assert_contains, table_rows};
+use support::{Cluster, app_manifest, assert_contains, table_header, table_rows};
 
 #[test]
 fn kubectl_autoscale_creates_an_hpa_served_in_both_versions() {
@@ -46,14 +46,8 @@ fn kubectl_autoscale_creates_an_hpa_served_in_both_versions() {
         "autoscaling/v1 50"
     );
     let table = k.ok(&["get", "hpa", "-n", "shop"]);
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
     assert_eq!(
-        header,
+        table_header(&table),
         [
             "NAME",
             "REFERENCE",

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Cluster, assert_contains, table_rows};
+use support::{Cluster, assert_contains, table_header, table_rows};
 
 /// The classic example of the Kubernetes documentation: a namespaced CronTab with a status
 /// subresource and three printer columns.
@@ -138,17 +138,6 @@ fn install_crontabs(k: &Cluster) {
     install(k, CRONTAB_CRD, CRONTABS);
 }
 
-/// The header of a kubectl table, as words.
-fn header(table: &str) -> Vec<String> {
-    table
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// NAME, SPEC and REPLICAS of a CronTab table row (AGE last): the spec holds spaces, so it is what
 /// lies between the name and the last two words.
 fn cron_row(row: &[String]) -> (String, String, String) {
@@ -200,7 +189,7 @@ fn a_definition_becomes_established_and_its_objects_are_created_listed_and_delet
         "CronTab crontabs ct v1"
     );
     let table = k.ok(&["get", "crd"]);
-    assert_eq!(header(&table), ["NAME", "CREATED", "AT"], "{table}");
+    assert_eq!(table_header(&table), ["NAME", "CREATED", "AT"], "{table}");
     assert!(
         table_rows(&table).iter().any(|r| r[0] == CRONTABS),
         "{table}"
@@ -209,7 +198,7 @@ fn a_definition_becomes_established_and_its_objects_are_created_listed_and_delet
     // Discovery lists the new kind.
     let out = k.ok(&["api-resources", "--api-group=stable.example.com"]);
     assert_eq!(
-        header(&out),
+        table_header(&out),
         ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"],
         "{out}"
     );
@@ -237,7 +226,7 @@ fn a_definition_becomes_established_and_its_objects_are_created_listed_and_delet
     ] {
         let out = k.ok(args);
         assert_eq!(
-            header(&out),
+            table_header(&out),
             ["NAME", "SPEC", "REPLICAS", "AGE"],
             "{args:?}:\n{out}"
         );
@@ -291,7 +280,7 @@ fn a_definition_becomes_established_and_its_objects_are_created_listed_and_delet
     );
     let out = k.ok(&["get", "ct", "-A"]);
     assert_eq!(
-        header(&out),
+        table_header(&out),
         ["NAMESPACE", "NAME", "SPEC", "REPLICAS", "AGE"],
         "{out}"
     );
@@ -621,7 +610,7 @@ fn custom_resources_follow_their_scope_and_go_with_their_namespace_and_definitio
     );
     for args in [&["get", "backups"][..], &["get", "backups", "-A"]] {
         let out = k.ok(args);
-        assert_eq!(header(&out), ["NAME", "AGE"], "{args:?}:\n{out}");
+        assert_eq!(table_header(&out), ["NAME", "AGE"], "{args:?}:\n{out}");
         let names: Vec<String> = table_rows(&out).iter().map(|r| r[0].clone()).collect();
         assert_eq!(names, ["nightly"], "{args:?}:\n{out}");
     }

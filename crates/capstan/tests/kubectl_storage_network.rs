@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{Cluster, assert_contains, table_rows};
+use support::{Cluster, assert_contains, table_header, table_rows};
 
 const MANIFEST: &str = r#"
 apiVersion: storage.k8s.io/v1
@@ -104,16 +104,6 @@ fn wait_phase(k: &Cluster, object: &[&str], want: &str) {
     }
 }
 
-fn header(table: &str) -> Vec<String> {
-    table
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn storage_and_network_kinds_apply_print_and_default_as_kubernetes_does() {
     let k = Cluster::start();
@@ -136,7 +126,7 @@ fn storage_and_network_kinds_apply_print_and_default_as_kubernetes_does() {
     // Short names and the columns kube-apiserver's table handlers print.
     let pvc = k.ok(&["get", "pvc", "-n", "site"]);
     assert_eq!(
-        header(&pvc),
+        table_header(&pvc),
         [
             "NAME",
             "STATUS",
@@ -176,7 +166,7 @@ fn storage_and_network_kinds_apply_print_and_default_as_kubernetes_does() {
     );
     let ing = k.ok(&["get", "ing", "-n", "site"]);
     assert_eq!(
-        header(&ing),
+        table_header(&ing),
         ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"],
         "{ing}"
     );

@@ -462,6 +462,17 @@ pub(crate) fn assert_contains(haystack: &str, needle: &str) {
     );
 }
 
+/// The header of a kubectl table, as words.
+pub(crate) fn table_header(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The rows of a kubectl table (after the header), split on whitespace.
 pub(crate) fn table_rows(text: &str) -> Vec<Vec<String>> {
     text.lines()
