@@ -475,29 +475,29 @@ fn validate_value(value: &Value, schema: &Value, path: &str, errs: &mut Vec<Fiel
         errs.push(e);
     }
     if let Some(n) = value.as_f64() {
-        if let Some(min) = schema["minimum"].as_f64()
-            && n < min
-        {
-            errs.push(crate::validation::invalid_raw(
-                path,
-                render(value),
-                format!(
-                    "{path} in body should be greater than or equal to {}",
-                    render(&schema["minimum"])
-                ),
-            ));
-        }
-        if let Some(max) = schema["maximum"].as_f64()
-            && n > max
-        {
-            errs.push(crate::validation::invalid_raw(
-                path,
-                render(value),
-                format!(
-                    "{path} in body should be less than or equal to {}",
-                    render(&schema["maximum"])
-                ),
-            ));
+        let bounds = [
+            (
+                "minimum",
+                "greater",
+                n < schema["minimum"].as_f64().unwrap_or(f64::MIN),
+            ),
+            (
+                "maximum",
+                "less",
+                n > schema["maximum"].as_f64().unwrap_or(f64::MAX),
+            ),
+        ];
+        for (bound, side, broken) in bounds {
+            if broken {
+                errs.push(crate::validation::invalid_raw(
+                    path,
+                    render(value),
+                    format!(
+                        "{path} in body should be {side} than or equal to {}",
+                        render(&schema[bound])
+                    ),
+                ));
+            }
         }
     }
     match value {
