@@ -532,6 +532,41 @@ fn key_range_sql(column: &str, start_param: usize, bounded: bool) -> String {
     }
 }
 
+/// The newest row of each key at or before `revision`, deleted keys left out, in key order, at
+/// most `limit + 1`. The keys and their revisions come from the `(key, rev)` index alone, in key
+/// order, so a page reads only as far as it needs: one query joining the values and filtering
+/// deletions made SQLite sort every later key's rows before the limit applied.
+fn list_past(
+    tx: &rusqlite::Transaction<'_>,
+    start: Vec<u8>,
+    end: Option<Vec<u8>>,
+    revision: Revision,
+    limit: Option<usize>,
+) -> Result<Vec<KeyValue>> {
+    let sql = format!(
+        "SELECT key, MAX(rev) FROM log WHERE {} AND rev <= ?1 GROUP BY key ORDER BY key",
+        key_range_sql("key", 2, end.is_some())
+    );
+    let mut keys = tx.prepare_cached(&sql)?;
+    let mut row_at = tx.prepare_cached(
+        "SELECT key, value, create_rev, rev FROM log WHERE rev = ?1 AND deleted = 0",
+    )?;
+    let mut newest = match &end {
+        Some(end) => keys.query(params![revision, start, end])?,
+        None => keys.query(params![revision, start])?,
+    };
+    let wanted = limit.map_or(usize::MAX, |l| l.saturating_add(1));
+    let mut items = Vec::new();
+    while items.len() < wanted {
+        let Some(row) = newest.next()? else { break };
+        let rev: Revision = row.get(1)?;
+        if let Some(kv) = row_at.query_row(params![rev], row_to_kv).optional()? {
+            items.push(kv);
+        }
+    }
+    Ok(items)
+}
+
 fn list_snapshot(
     conn: &mut Connection,
     prefix: &str,
@@ -551,38 +586,21 @@ fn list_snapshot(
     let end = prefix_end(prefix.as_bytes());
     // One extra row tells whether another page follows.
     let fetch = limit.map(|l| l as i64 + 1).unwrap_or(-1);
-    let mut items = {
-        let sql = if revision == current {
-            format!(
-                "SELECT l.key, l.value, l.create_rev, l.rev
-                 FROM current AS c JOIN log AS l ON l.rev = c.rev
-                 WHERE {} ORDER BY c.key LIMIT ?1",
-                key_range_sql("c.key", 2, end.is_some())
-            )
-        } else {
-            // Newest row of each key at or before the revision; SQLite takes the bare columns from
-            // the row that holds the MAX.
-            format!(
-                "SELECT key, value, create_rev, rev FROM (
-                     SELECT key, value, create_rev, MAX(rev) AS rev, deleted FROM log
-                     WHERE rev <= ?4 AND {} GROUP BY key)
-                 WHERE deleted = 0 ORDER BY key LIMIT ?1",
-                key_range_sql("key", 2, end.is_some())
-            )
-        };
+    let mut items = if revision == current {
+        let sql = format!(
+            "SELECT l.key, l.value, l.create_rev, l.rev
+             FROM current AS c JOIN log AS l ON l.rev = c.rev
+             WHERE {} ORDER BY c.key LIMIT ?1",
+            key_range_sql("c.key", 2, end.is_some())
+        );
         let mut stmt = tx.prepare_cached(&sql)?;
-        let rows = match (&end, revision == current) {
-            (Some(end), true) => stmt.query_map(params![fetch, start, end], row_to_kv)?,
-            (None, true) => stmt.query_map(params![fetch, start], row_to_kv)?,
-            (Some(end), false) => {
-                stmt.query_map(params![fetch, start, end, revision], row_to_kv)?
-            }
-            (None, false) => stmt.query_map(
-                params![fetch, start, rusqlite::types::Null, revision],
-                row_to_kv,
-            )?,
+        let rows = match &end {
+            Some(end) => stmt.query_map(params![fetch, start, end], row_to_kv)?,
+            None => stmt.query_map(params![fetch, start], row_to_kv)?,
         };
         rows.collect::<rusqlite::Result<Vec<_>>>()?
+    } else {
+        list_past(&tx, start, end, revision, limit)?
     };
     let mut continue_token = None;
     if let Some(limit) = limit

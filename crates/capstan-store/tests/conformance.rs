@@ -348,6 +348,76 @@ async fn pages_cover_a_large_prefix_exactly_once(f: Fixture) {
     assert_eq!(seen, expected);
 }
 
+async fn pages_at_a_past_revision_skip_deleted_keys_and_count_only_live_ones(f: Fixture) {
+    let s = f.store();
+    for i in 0..8 {
+        s.create(&format!("/p/{i}"), b("v1")).await.expect("create");
+    }
+    s.delete("/p/1", None).await.expect("delete");
+    s.delete("/p/2", None).await.expect("delete");
+    let p3 = s.get("/p/3", None).await.expect("get").expect("present");
+    let p3 = s
+        .update("/p/3", b("v2"), p3.mod_revision)
+        .await
+        .expect("update");
+    s.update("/p/3", b("v3"), p3.mod_revision)
+        .await
+        .expect("update");
+    let page = |token| {
+        s.list(
+            "/p/",
+            ListOptions {
+                limit: Some(2),
+                continue_token: token,
+                ..Default::default()
+            },
+        )
+    };
+    let first = page(None).await.expect("first page");
+    let at = first.revision;
+    // Later writes must not show in the pages read at the first page's revision.
+    s.delete("/p/4", None).await.expect("delete");
+    s.create("/p/2", b("again")).await.expect("create");
+    let p5 = s.get("/p/5", None).await.expect("get").expect("present");
+    s.update("/p/5", b("later"), p5.mod_revision)
+        .await
+        .expect("update");
+
+    let mut seen: Vec<(String, Vec<u8>)> = first
+        .items
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.to_vec()))
+        .collect();
+    let mut token = first.continue_token;
+    while let Some(t) = token {
+        let next = page(Some(t)).await.expect("page");
+        assert_eq!(next.revision, at);
+        assert!(next.items.len() <= 2, "{:?}", next.items);
+        assert!(
+            !next.items.is_empty(),
+            "a page with a continue token before it is not empty"
+        );
+        seen.extend(
+            next.items
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.to_vec())),
+        );
+        token = next.continue_token;
+    }
+    let expected: Vec<(String, Vec<u8>)> = [
+        ("/p/0", "v1"),
+        ("/p/3", "v3"),
+        ("/p/4", "v1"),
+        ("/p/5", "v1"),
+        ("/p/6", "v1"),
+        ("/p/7", "v1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+    .collect();
+    assert_eq!(seen, expected);
+}
+
 async fn reads_at_past_revisions(f: Fixture) {
     let s = f.store();
     let v1 = s.create("/h/k", b("v1")).await.expect("create");
@@ -892,6 +962,7 @@ conformance!(
     revisions_strictly_increase,
     list_returns_prefix_in_key_order_with_consistent_pages,
     pages_cover_a_large_prefix_exactly_once,
+    pages_at_a_past_revision_skip_deleted_keys_and_count_only_live_ones,
     reads_at_past_revisions,
     compaction_forgets_history_but_keeps_state,
     watch_replays_history_then_follows_live,
