@@ -76,11 +76,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         client: client.clone(),
     });
     controller
-        .watches(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            move |pod| pod_owners(&store, &pod),
-        )
+        .watches_shared_stream(ctx.pods.touched(), move |pod| pod_owners(&store, &pod))
         .watches(
             Api::<Node>::all(client),
             watcher::Config::default(),

@@ -87,11 +87,9 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             watcher::Config::default(),
             move |rs| replica_set_owners(&rs_deployments, &rs),
         )
-        .watches(
-            Api::<Pod>::all(client),
-            watcher::Config::default(),
-            move |pod| pod_owners(&deployments, &replica_sets, &pod),
-        )
+        .watches_shared_stream(ctx.pods.touched(), move |pod| {
+            pod_owners(&deployments, &replica_sets, &pod)
+        })
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, state)
         .for_each(|result| {

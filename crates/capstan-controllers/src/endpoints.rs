@@ -59,7 +59,6 @@ type PortKey = (Option<String>, i32, Option<String>);
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let (services, services_w) = reflector::store::<Service>();
-    let (pods, pods_w) = reflector::store::<Pod>();
     let (nodes, nodes_w) = reflector::store::<Node>();
     let (endpoints, endpoints_w) = reflector::store::<Endpoints>();
     let (slices, slices_w) = reflector::store::<EndpointSlice>();
@@ -70,22 +69,19 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         .reflect(services_w)
         .map(|e| trigger(0, e, |s: &Service, _| vec![key_of(s)]));
     let pod_services = services.clone();
-    let pod_stream = watcher(Api::<Pod>::all(client.clone()), cfg())
-        .default_backoff()
-        .modify(crate::util::strip_managed_fields)
-        .reflect(pods_w)
-        .map(move |e| {
-            trigger(1, e, |p: &Pod, _| {
-                // Every service of the pod's namespace: covers the ones it joins and leaves.
-                let ns = p.namespace().unwrap_or_default();
-                pod_services
-                    .state()
-                    .iter()
-                    .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
-                    .map(|s| key_of(s.as_ref()))
-                    .collect()
-            })
-        });
+    let pods = ctx.pods.store();
+    let pod_stream = ctx.pods.subscribe().map(move |e| {
+        trigger(1, Ok(e), |p: &Arc<Pod>, _| {
+            // Every service of the pod's namespace: covers the ones it joins and leaves.
+            let ns = p.namespace().unwrap_or_default();
+            pod_services
+                .state()
+                .iter()
+                .filter(|s| s.namespace().as_deref() == Some(ns.as_str()))
+                .map(|s| key_of(s.as_ref()))
+                .collect()
+        })
+    });
     let node_services = services.clone();
     let mut known_nodes: HashSet<String> = HashSet::new();
     let node_stream = watcher(Api::<Node>::all(client.clone()), cfg())

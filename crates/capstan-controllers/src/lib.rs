@@ -60,6 +60,8 @@ impl Default for ControllerConfig {
 pub struct Context {
     pub client: kube::Client,
     pub config: ControllerConfig,
+    /// The one pod watch and cache the controllers share.
+    pods: util::shared::SharedPods,
 }
 
 impl std::fmt::Debug for Context {
@@ -72,8 +74,14 @@ impl std::fmt::Debug for Context {
 
 /// Runs every controller until `shutdown` is cancelled.
 pub async fn run_all(client: kube::Client, config: ControllerConfig, shutdown: CancellationToken) {
-    let ctx = Arc::new(Context { client, config });
+    let pods = util::shared::SharedPods::new();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config,
+        pods: pods.clone(),
+    });
     tokio::join!(
+        pods.run(client, shutdown.clone()),
         replicaset::run(ctx.clone(), shutdown.clone()),
         deployment::run(ctx.clone(), shutdown.clone()),
         namespace::run(ctx.clone(), shutdown.clone()),

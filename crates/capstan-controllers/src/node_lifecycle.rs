@@ -73,7 +73,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
         &shutdown,
     );
-    let pods = store_of(Api::<Pod>::all(client.clone()), &shutdown);
+    let pods = ctx.pods.store();
     tokio::select! {
         _ = nodes.wait_until_ready() => {}
         () = shutdown.cancelled() => return,
@@ -477,8 +477,10 @@ mod tests {
                 node_monitor_grace_period: Duration::from_secs(2),
                 ..Default::default()
             },
+            pods: crate::util::shared::SharedPods::new(),
         });
         let shutdown = CancellationToken::new();
+        tokio::spawn(ctx.pods.clone().run(client.clone(), shutdown.clone()));
         tokio::spawn(run(ctx, shutdown.clone()));
 
         // No more heartbeats: within grace + 5 s the node is Unknown and tainted.

@@ -44,10 +44,10 @@ const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let claims: Api<PersistentVolumeClaim> = Api::all(ctx.client.clone());
-    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let pods = ctx.pods.touched();
     let released = released_volumes(ctx.clone());
     let claims_controller = Controller::new(claims, watcher::Config::default())
-        .watches(pods, watcher::Config::default(), |pod: Pod| {
+        .watches_shared_stream(pods, |pod: Arc<Pod>| {
             // Scheduled pods are the first consumers WaitForFirstConsumer claims wait for; any pod
             // change (its deletion too) may release a deleted claim's protection.
             let ns = pod.namespace().unwrap_or_default();

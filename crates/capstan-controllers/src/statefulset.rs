@@ -81,11 +81,7 @@ pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         client: client.clone(),
     });
     controller
-        .watches(
-            Api::<Pod>::all(client),
-            watcher::Config::default(),
-            move |pod| pod_owners(&store, &pod),
-        )
+        .watches_shared_stream(ctx.pods.touched(), move |pod| pod_owners(&store, &pod))
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, state)
         .for_each(|result| {

@@ -12,6 +12,7 @@ pub(crate) mod quantity;
 pub(crate) mod rollout;
 pub(crate) mod scheduling;
 pub(crate) mod selector;
+pub(crate) mod shared;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
