@@ -3,6 +3,7 @@
 //! (which definition a field refers to), learnt from the `k8s-openapi` schemars schemas.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use capstan_api::ResourceInfo;
@@ -443,6 +444,34 @@ enum Elem {
     MapOf(Option<String>),
 }
 
+/// FNV-1a: the graph's keys are short field and definition names looked up on every field of every
+/// write (managedFields), where SipHash's setup cost dominated; the keys come from the compiled-in
+/// schema, not from clients, so flooding resistance buys nothing here.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = self.0;
+        for byte in bytes {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+type NameMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
+
 #[derive(Debug)]
 struct FieldInfo {
     elem: Elem,
@@ -453,7 +482,7 @@ struct FieldInfo {
 /// One object definition (`io.k8s.api.core.v1.PodSpec`).
 #[derive(Debug)]
 pub(crate) struct Def {
-    fields: HashMap<String, FieldInfo>,
+    fields: NameMap<FieldInfo>,
     pub(crate) atomic: bool,
 }
 
@@ -523,9 +552,9 @@ impl Ty {
 
 #[derive(Debug)]
 struct Graph {
-    defs: HashMap<String, Def>,
+    defs: NameMap<Def>,
     /// `apps/v1/Deployment` -> `io.k8s.api.apps.v1.Deployment`.
-    roots: HashMap<String, String>,
+    roots: NameMap<String>,
 }
 
 impl Graph {
@@ -577,16 +606,16 @@ fn parse_elem(schema: &Value) -> Elem {
 
 fn build_graph() -> Graph {
     let mut generator = schemars::SchemaGenerator::default();
-    let mut roots = HashMap::new();
+    let mut roots = NameMap::default();
     for resource in capstan_api::resources() {
         let schema = (resource.schema)(&mut generator);
         if let Some(name) = ref_name(schema.as_value()) {
             roots.insert(root_key(resource), name);
         }
     }
-    let mut defs = HashMap::new();
+    let mut defs = NameMap::default();
     for (name, body) in generator.definitions() {
-        let mut fields = HashMap::new();
+        let mut fields = NameMap::default();
         if let Some(properties) = body.get("properties").and_then(Value::as_object) {
             for (field, schema) in properties {
                 let is_list = schema.get("type").and_then(Value::as_str) == Some("array");

@@ -178,26 +178,61 @@ pub(crate) fn display_path(path: &[String]) -> String {
 }
 
 fn field(name: &str) -> String {
-    format!("f:{name}")
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push_str("f:");
+    out.push_str(name);
+    out
 }
 
-/// Canonical JSON (sorted object keys) for `k:` and `v:` elements.
-fn canonical(value: &Value) -> String {
+/// Appends `value` as canonical JSON (object keys sorted) for `k:` and `v:` elements. Written
+/// into one buffer: managedFields are computed on every write, and these elements on every item
+/// of every keyed list.
+fn write_canonical(out: &mut String, value: &Value) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            let inner: Vec<String> = entries
-                .iter()
-                .map(|(k, v)| format!("{}:{}", Value::String((*k).clone()), canonical(v)))
-                .collect();
-            format!("{{{}}}", inner.join(","))
+            write_object(out, entries.into_iter());
         }
-        Value::Array(list) => format!(
-            "[{}]",
-            list.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        other => other.to_string(),
+        Value::Array(list) => {
+            out.push('[');
+            for (i, item) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(out, item);
+            }
+            out.push(']');
+        }
+        Value::String(text) => write_json_string(out, text),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Appends `{"k":v,...}` of entries already in key order.
+fn write_object<'a>(out: &mut String, entries: impl Iterator<Item = (&'a String, &'a Value)>) {
+    out.push('{');
+    for (i, (key, value)) in entries.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(out, key);
+        out.push(':');
+        write_canonical(out, value);
+    }
+    out.push('}');
+}
+
+fn write_json_string(out: &mut String, text: &str) {
+    if text
+        .bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+    {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&Value::String(text.to_owned()).to_string());
     }
 }
 
@@ -206,23 +241,33 @@ pub(crate) fn key_element(item: &Value, keys: &[(&str, Option<&str>)]) -> Option
     let Value::Object(item) = item else {
         return None;
     };
-    let mut fields = Map::new();
-    for (key, default) in keys {
-        match (item.get(*key), default) {
-            (Some(value), _) if !value.is_null() => {
-                fields.insert((*key).to_owned(), value.clone());
-            }
-            (_, Some(default)) => {
-                fields.insert((*key).to_owned(), Value::String((*default).to_owned()));
-            }
-            _ => {}
-        }
+    let defaults: Vec<(String, Value)> = keys
+        .iter()
+        .filter(|(key, _)| item.get(*key).is_none_or(Value::is_null))
+        .filter_map(|(key, default)| {
+            default.map(|d| ((*key).to_owned(), Value::String(d.to_owned())))
+        })
+        .collect();
+    let mut fields: Vec<(&String, &Value)> = item
+        .iter()
+        .filter(|(key, value)| !value.is_null() && keys.iter().any(|(k, _)| k == key))
+        .chain(defaults.iter().map(|(k, v)| (k, v)))
+        .collect();
+    if fields.is_empty() {
+        return None;
     }
-    (!fields.is_empty()).then(|| format!("k:{}", canonical(&Value::Object(fields))))
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = String::with_capacity(64);
+    out.push_str("k:");
+    write_object(&mut out, fields.into_iter());
+    Some(out)
 }
 
 fn value_element(item: &Value) -> String {
-    format!("v:{}", canonical(item))
+    let mut out = String::with_capacity(32);
+    out.push_str("v:");
+    write_canonical(&mut out, item);
+    out
 }
 
 /// The child type of a list's elements, with no field metadata of its own.
@@ -399,6 +444,31 @@ mod tests {
 
     fn deployment() -> Ty {
         meta::root(capstan_api::find_kind("apps/v1", "Deployment").expect("registered"))
+    }
+
+    #[test]
+    fn elements_are_canonical_json_with_sorted_keys_and_kube_escapes() {
+        // serde_json without preserve_order sorts object keys: its output is the reference.
+        let item = json!({"protocol": "UDP", "port": 53, "name": "dns\"q\\ \u{1}é", "x": {"b": [1, null, true], "a": 1.5}});
+        let expected = format!(
+            "k:{}",
+            json!({"name": item["name"], "port": 53, "protocol": "UDP"})
+        );
+        let keys = [("port", None), ("protocol", Some("TCP")), ("name", None)];
+        assert_eq!(
+            key_element(&item, &keys).as_deref(),
+            Some(expected.as_str())
+        );
+        // A missing key takes its default; a null one too; one with neither is left out.
+        let item = json!({"port": 80, "name": null});
+        assert_eq!(
+            key_element(&item, &keys).as_deref(),
+            Some(r#"k:{"port":80,"protocol":"TCP"}"#)
+        );
+        assert_eq!(key_element(&json!({"other": 1}), &[("port", None)]), None);
+        let value = json!({"z": "1", "a": ["x\ny", {"d": 1, "c": 2}]});
+        assert_eq!(value_element(&value), format!("v:{value}"));
+        assert_eq!(value_element(&json!("plain")), r#"v:"plain""#);
     }
 
     #[test]
