@@ -31,6 +31,8 @@ pub(crate) struct ListBody {
     tail: Option<Bytes>,
     first: bool,
     remaining: u64,
+    /// The response's media type.
+    pub(crate) content_type: &'static str,
 }
 
 impl ListBody {
@@ -45,6 +47,7 @@ impl ListBody {
             tail: Some(tail),
             first: true,
             remaining,
+            content_type: "application/json",
         }
     }
 
@@ -53,7 +56,9 @@ impl ListBody {
         let head = self.head.unwrap_or_default();
         let tail = self.tail.unwrap_or_default();
         let items = self.items.map(|item| f(&item)).collect();
-        Self::new(head, items, tail)
+        let mut mapped = Self::new(head, items, tail);
+        mapped.content_type = self.content_type;
+        mapped
     }
 
     /// The next chunk, or `None` at the end.

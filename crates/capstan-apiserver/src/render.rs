@@ -1,5 +1,6 @@
-//! Content negotiation for reads: plain JSON objects and lists, or the `meta.k8s.io/v1` Table that
-//! `kubectl get` asks for (built by `capstan-printers`).
+//! Content negotiation for reads: plain JSON objects and lists, the `meta.k8s.io/v1` Table that
+//! `kubectl get` asks for (built by `capstan-printers`), or `PartialObjectMetadata` (metadata
+//! only), which client-go's metadata informers and kube-rs's `metadata_watcher` ask for.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -17,6 +18,58 @@ use crate::request::Query;
 use crate::rest::{Output, Reply};
 
 const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+pub(crate) const PARTIAL_CONTENT_TYPE: &str =
+    "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+const PARTIAL_LIST_CONTENT_TYPE: &str =
+    "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+
+/// Whether the client asked for metadata only: a JSON media type with
+/// `as=PartialObjectMetadata` (single objects, watches) or `as=PartialObjectMetadataList` (lists) in
+/// `meta.k8s.io`, before any plain one. Protobuf is not served, so its variant is skipped.
+pub(crate) fn wants_partial(headers: &HeaderMap) -> bool {
+    for media in headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let media = media.trim();
+        if !(media.starts_with("application/json") || media.starts_with("*/*")) {
+            continue;
+        }
+        return media.contains("as=PartialObjectMetadata") && media.contains("g=meta.k8s.io");
+    }
+    false
+}
+
+/// `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{...}}` of an object's
+/// JSON: its metadata copied as it is, the rest skipped without being decoded.
+pub(crate) fn partial_json(object: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct MetadataOnly<'a> {
+        #[serde(borrow)]
+        metadata: &'a serde_json::value::RawValue,
+    }
+    let only: MetadataOnly<'_> = serde_json::from_slice(object).ok()?;
+    let metadata = only.metadata.get().as_bytes();
+    let mut out = Vec::with_capacity(metadata.len() + 72);
+    out.extend_from_slice(
+        br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#,
+    );
+    out.extend_from_slice(metadata);
+    out.push(b'}');
+    Some(out)
+}
+
+/// A cached object as metadata only.
+pub(crate) fn partial_reply(object: &CachedObject) -> Reply {
+    Reply {
+        code: 200,
+        body: Bytes::from(partial_json(&object.json).unwrap_or_default()),
+        content_type: PARTIAL_CONTENT_TYPE.into(),
+        warnings: Vec::new(),
+    }
+}
 
 /// Whether the client asked for a Table (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`).
 pub(crate) fn wants_table(headers: &HeaderMap) -> bool {
@@ -104,14 +157,27 @@ pub(crate) fn list(
     if let Some(token) = continue_token {
         meta["continue"] = json!(token);
     }
-    let head = json!({"kind": resource.list_kind(), "apiVersion": resource.api_version(), "metadata": meta});
+    let partial = wants_partial(headers);
+    let head = if partial {
+        json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+    } else {
+        json!({"kind": resource.list_kind(), "apiVersion": resource.api_version(), "metadata": meta})
+    };
     let mut head = serde_json::to_vec(&head).unwrap_or_default();
     // `{...head...}` becomes `{...head...,"items":[a,b,c]}`.
     head.pop();
     head.extend_from_slice(b",\"items\":[");
-    Output::List(ListBody::new(
-        Bytes::from(head),
-        items.iter().map(|o| o.json.clone()).collect(),
-        Bytes::from_static(b"]}"),
-    ))
+    let items = if partial {
+        items
+            .iter()
+            .filter_map(|o| partial_json(&o.json).map(Bytes::from))
+            .collect()
+    } else {
+        items.iter().map(|o| o.json.clone()).collect()
+    };
+    let mut body = ListBody::new(Bytes::from(head), items, Bytes::from_static(b"]}"));
+    if partial {
+        body.content_type = PARTIAL_LIST_CONTENT_TYPE;
+    }
+    Output::List(body)
 }

@@ -132,6 +132,8 @@ pub(crate) async fn serve(req: Request<'_>) -> Output {
     let conversion = capstan_api::find(&req.path.group, &req.path.version, &req.path.resource)
         .and_then(crate::conversion::Conversion::for_request);
     match conversion {
+        // Metadata only is `meta.k8s.io/v1` whatever the resource's version.
+        Some(_) if render::wants_partial(&req.headers) => output,
         Some(conversion) => convert(output, conversion),
         None => output,
     }
@@ -310,6 +312,9 @@ async fn get(
             &req.headers,
             &req.query,
         ));
+    }
+    if render::wants_partial(&req.headers) {
+        return Ok(render::partial_reply(&object));
     }
     Ok(Reply {
         code: 200,
@@ -596,6 +601,7 @@ async fn watch(
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(1800));
     let table = render::wants_table(&req.headers);
+    let partial = !table && render::wants_partial(&req.headers);
     let (tx, rx) = mpsc::channel(WATCH_QUEUE);
     let ns = ns.map(str::to_owned);
     let state = req.state.clone();
@@ -616,6 +622,11 @@ async fn watch(
                 event_line(
                     kind.as_str(),
                     &serde_json::to_vec(&table).unwrap_or_default(),
+                )
+            } else if partial {
+                event_line(
+                    kind.as_str(),
+                    &render::partial_json(&event.object.json).unwrap_or_default(),
                 )
             } else {
                 event.object.line(kind)
@@ -722,6 +733,8 @@ async fn watch(
     });
     let content_type = if table {
         "application/json;as=Table;v=v1;g=meta.k8s.io"
+    } else if partial {
+        render::PARTIAL_CONTENT_TYPE
     } else {
         "application/json"
     };

@@ -500,11 +500,11 @@ async fn resource(
             response
         }
         Output::List(list) => {
+            let content_type = HeaderValue::from_static(list.content_type);
             let mut response = Response::new(Body::List(list));
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_TYPE, content_type);
             response
         }
     }

@@ -26,7 +26,8 @@ use futures::stream::SelectAll;
 use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
-    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+    Api, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, Preconditions,
+    PropagationPolicy,
 };
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope, verbs};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -175,7 +176,7 @@ impl Graph {
     }
 }
 
-fn node_of(resource: usize, obj: &DynamicObject) -> Option<(String, Node)> {
+fn node_of(resource: usize, obj: &PartialObjectMeta<DynamicObject>) -> Option<(String, Node)> {
     let m = &obj.metadata;
     Some((
         m.uid.clone()?,
@@ -191,13 +192,11 @@ fn node_of(resource: usize, obj: &DynamicObject) -> Option<(String, Node)> {
     ))
 }
 
+/// What the graph's watches yield.
+type Meta = PartialObjectMeta<DynamicObject>;
+
 type Events = SelectAll<
-    Pin<
-        Box<
-            dyn Stream<Item = (usize, Result<watcher::Event<DynamicObject>, watcher::Error>)>
-                + Send,
-        >,
-    >,
+    Pin<Box<dyn Stream<Item = (usize, Result<watcher::Event<Meta>, watcher::Error>)> + Send>>,
 >;
 
 /// The watched resources and the state of their watches.
@@ -295,7 +294,9 @@ impl Gc {
                 let index = self.resources.len();
                 added.insert(key.clone());
                 self.by_kind.insert(key, index);
-                let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+                // Metadata only (PartialObjectMetadata), as kube's garbage collector watches: the
+                // graph needs nothing else, and whole objects cost their decoding.
+                let api: Api<Meta> = Api::all_with(self.client.clone(), &ar);
                 let stream = watcher(api, watcher::Config::default())
                     .default_backoff()
                     .map(move |e| (index, e));
@@ -323,7 +324,7 @@ impl Gc {
         }
     }
 
-    fn handle(&mut self, r: usize, event: Result<watcher::Event<DynamicObject>, watcher::Error>) {
+    fn handle(&mut self, r: usize, event: Result<watcher::Event<Meta>, watcher::Error>) {
         let work = match event {
             Ok(watcher::Event::Apply(o)) => match node_of(r, &o) {
                 Some((uid, node)) => self.graph.upsert(&uid, node),
