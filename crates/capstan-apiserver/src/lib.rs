@@ -180,10 +180,9 @@ pub struct ApiState {
     pub services: ServiceNetwork,
     pub authorizer: Arc<dyn Authorizer>,
     pub tokens: Arc<Tokens>,
-    /// Built on first request: most servers never serve them, and they are megabytes.
-    openapi: std::sync::OnceLock<Result<capstan_openapi::OpenApiDocs, String>>,
-    /// The v2 document in gnostic protobuf, as kubectl asks for it; built on first request.
-    openapi_v2_protobuf: std::sync::OnceLock<Result<bytes::Bytes, String>>,
+    /// Built on first request (most servers never serve them, and they are megabytes), and again
+    /// after the custom resources served change.
+    openapi: std::sync::Mutex<Option<Arc<OpenApiBuilt>>>,
     metrics: metrics::Metrics,
     /// `host:port` clients are told to reach this server at.
     pub advertise: SocketAddr,
@@ -198,19 +197,76 @@ pub struct ApiState {
     sa_signer: std::sync::OnceLock<Option<Arc<capstan_pki::TokenSigner>>>,
 }
 
+/// The OpenAPI documents for one set of served custom resources.
+#[derive(Debug)]
+struct OpenApiBuilt {
+    /// The custom resources they describe (their addresses: registered entries are never freed).
+    custom: Vec<usize>,
+    docs: Result<capstan_openapi::OpenApiDocs, String>,
+    /// The v2 document in gnostic protobuf, as kubectl asks for it; built on first request.
+    v2_protobuf: std::sync::OnceLock<Result<bytes::Bytes, String>>,
+}
+
 impl ApiState {
-    /// The OpenAPI documents, built once on first use.
-    fn openapi(&self) -> Result<&capstan_openapi::OpenApiDocs, ApiError> {
-        self.openapi
-            .get_or_init(|| {
-                capstan_openapi::OpenApiDocs::build_with(
-                    capstan_api::resources(),
-                    &capstan_patch::openapi_field_extensions,
-                )
-                .map_err(|e| e.to_string())
-            })
+    /// The OpenAPI documents of the resources served now, built on first use.
+    fn openapi_built(&self) -> Arc<OpenApiBuilt> {
+        let custom = capstan_api::custom::registered();
+        let key: Vec<usize> = custom
+            .iter()
+            .map(|r| std::ptr::from_ref::<capstan_api::ResourceInfo>(r) as usize)
+            .collect();
+        let mut slot = self.openapi.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(built) = slot.as_ref()
+            && built.custom == key
+        {
+            return built.clone();
+        }
+        let resources: Vec<capstan_api::ResourceInfo> = capstan_api::resources()
+            .iter()
+            .copied()
+            .chain(custom.into_iter().copied())
+            .collect();
+        let built = Arc::new(OpenApiBuilt {
+            custom: key,
+            docs: capstan_openapi::OpenApiDocs::build_with(
+                &resources,
+                &capstan_patch::openapi_field_extensions,
+            )
+            .map_err(|e| e.to_string()),
+            v2_protobuf: std::sync::OnceLock::new(),
+        });
+        *slot = Some(built.clone());
+        built
+    }
+
+    /// Runs `f` on the OpenAPI documents served now.
+    fn with_openapi<T>(
+        &self,
+        f: impl FnOnce(&capstan_openapi::OpenApiDocs) -> T,
+    ) -> Result<T, ApiError> {
+        let built = self.openapi_built();
+        match &built.docs {
+            Ok(docs) => Ok(f(docs)),
+            Err(e) => Err(ApiError::internal(format!("openapi: {e}"))),
+        }
+    }
+
+    fn openapi_v2_protobuf(&self) -> Result<bytes::Bytes, ApiError> {
+        let built = self.openapi_built();
+        let docs = built
+            .docs
             .as_ref()
-            .map_err(|e| ApiError::internal(format!("openapi: {e}")))
+            .map_err(|e| ApiError::internal(format!("openapi: {e}")))?;
+        built
+            .v2_protobuf
+            .get_or_init(|| {
+                let json: Value = serde_json::from_slice(docs.v2()).map_err(|e| e.to_string())?;
+                capstan_protobuf::encode_openapi_v2(&json)
+                    .map(bytes::Bytes::from)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| ApiError::internal(format!("openapi v2: {e}")))
     }
 }
 
@@ -227,19 +283,6 @@ impl ApiState {
                 }
             })
             .as_deref()
-    }
-
-    fn openapi_v2_protobuf(&self) -> Result<&bytes::Bytes, ApiError> {
-        let docs = self.openapi()?;
-        self.openapi_v2_protobuf
-            .get_or_init(|| {
-                let json: Value = serde_json::from_slice(docs.v2()).map_err(|e| e.to_string())?;
-                capstan_protobuf::encode_openapi_v2(&json)
-                    .map(bytes::Bytes::from)
-                    .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| ApiError::internal(format!("openapi v2: {e}")))
     }
 }
 
@@ -288,8 +331,7 @@ impl ApiServer {
             services: config.services,
             authorizer: config.authorizer,
             tokens: config.tokens,
-            openapi: std::sync::OnceLock::new(),
-            openapi_v2_protobuf: std::sync::OnceLock::new(),
+            openapi: std::sync::Mutex::new(None),
             metrics: metrics::Metrics::default(),
             advertise: SocketAddr::new(config.advertise_address, port),
             ready,

@@ -137,7 +137,7 @@ fn openapi_v2_protobuf(state: &Arc<ApiState>) -> Reply {
     match state.openapi_v2_protobuf() {
         Ok(bytes) => Reply {
             code: 200,
-            body: bytes.clone(),
+            body: bytes,
             // kube-apiserver's spelling: Go's MIME parser rejects the `@` form clients send.
             content_type: capstan_protobuf::OPENAPI_V2_MEDIA_TYPE.into(),
             warnings: Vec::new(),
@@ -312,26 +312,26 @@ fn non_resource(state: &Arc<ApiState>, req: &Request<Incoming>, path: &str) -> R
 }
 
 fn openapi(state: &Arc<ApiState>, path: &str) -> Reply {
-    let docs = match state.openapi() {
-        Ok(docs) => docs,
-        Err(e) => return Reply::error(&e),
-    };
-    let body = match path {
-        "/openapi/v2" => Some(docs.v2()),
-        "/openapi/v3" => Some(docs.v3_index()),
-        _ => path
-            .strip_prefix("/openapi/v3/")
-            .and_then(|group| docs.v3_group(group))
-            .map(|(doc, _hash)| doc),
-    };
+    let body = state.with_openapi(|docs| {
+        match path {
+            "/openapi/v2" => Some(docs.v2()),
+            "/openapi/v3" => Some(docs.v3_index()),
+            _ => path
+                .strip_prefix("/openapi/v3/")
+                .and_then(|group| docs.v3_group(group))
+                .map(|(doc, _hash)| doc),
+        }
+        .map(Bytes::copy_from_slice)
+    });
     match body {
-        Some(body) => Reply {
+        Ok(Some(body)) => Reply {
             code: 200,
-            body: Bytes::copy_from_slice(body),
+            body,
             content_type: "application/json".into(),
             warnings: Vec::new(),
         },
-        None => Reply::error(&ApiError::path_not_found()),
+        Ok(None) => Reply::error(&ApiError::path_not_found()),
+        Err(e) => Reply::error(&e),
     }
 }
 

@@ -117,7 +117,10 @@ impl OpenApiDocs {
         // Generate every kind first: the generator hands out the definitions at the end.
         let mut kinds = Vec::with_capacity(resources.len());
         for r in resources {
-            let kind = schema::ref_name(&(r.schema)(&mut generator), &r.gvr())?;
+            let kind = match r.custom {
+                Some(_) => custom_definition_name(r),
+                None => schema::ref_name(&(r.schema)(&mut generator), &r.gvr())?,
+            };
             let defs = ResourceDefs {
                 list: format!("{kind}List"),
                 kind,
@@ -131,6 +134,11 @@ impl OpenApiDocs {
         }
 
         let mut definitions = Definitions::from_generator(&mut generator);
+        for (r, defs, _) in &kinds {
+            if let Some(custom) = r.custom {
+                definitions.add_custom(&defs.kind, custom.schema.as_ref(), &meta.object_meta);
+            }
+        }
         let mut group_versions: Vec<(&str, &str)> = Vec::new();
         for (r, defs, subresources) in &kinds {
             if !group_versions.contains(&(r.group, r.version)) {
@@ -248,6 +256,13 @@ impl OpenApiDocs {
     pub fn v2(&self) -> &[u8] {
         &self.v2
     }
+}
+
+/// A custom kind's definition name as kube-apiserver gives it: the group's labels reversed, then
+/// version and kind (`stable.example.com/v1` `CronTab` -> `com.example.stable.v1.CronTab`).
+fn custom_definition_name(r: &ResourceInfo) -> String {
+    let group: Vec<&str> = r.group.rsplit('.').collect();
+    format!("{}.{}.{}", group.join("."), r.version, r.kind)
 }
 
 /// How a subresource's operations read and write.

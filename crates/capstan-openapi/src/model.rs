@@ -93,8 +93,10 @@ pub(crate) enum Payload {
 pub(crate) enum Body {
     /// An object of this definition, any content type.
     Object(String),
-    /// A patch document: the four patch content types, each with the `Patch` definition.
-    Patch(String),
+    /// A patch document with the `Patch` definition: the four patch content types, or three
+    /// when `false` (custom kinds take no strategic merge patch, and kubectl 1.32 sends one to a
+    /// kind whose PATCH lists it).
+    Patch(String, bool),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -551,7 +553,10 @@ impl ResourcePaths<'_> {
             let mut op = self.operation(Method::Patch, "patch", "", "patch");
             op.description = format!("partially update the specified {kind}");
             op.params = patch_params();
-            op.body = Some(Body::Patch(self.meta.patch.clone()));
+            op.body = Some(Body::Patch(
+                self.meta.patch.clone(),
+                self.resource.custom.is_none(),
+            ));
             op.responses = vec![ok(200, &object), ok(201, &object)];
             item.push(op);
         }
@@ -654,7 +659,10 @@ impl ResourcePaths<'_> {
                     let mut op = self.operation(Method::Patch, "patch", &suffix, "patch");
                     op.description = format!("partially update {name} of the specified {kind}");
                     op.params = patch_params();
-                    op.body = Some(Body::Patch(self.meta.patch.clone()));
+                    op.body = Some(Body::Patch(
+                        self.meta.patch.clone(),
+                        self.resource.custom.is_none(),
+                    ));
                     op.responses = vec![ok(200, &payload), ok(201, &payload)];
                     push(op);
                 }

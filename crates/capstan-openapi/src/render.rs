@@ -15,6 +15,13 @@ pub(crate) const PATCH_CONTENT_TYPES: &[&str] = &[
     "application/strategic-merge-patch+json",
 ];
 
+/// The PATCH content types of a kind, strategic merge patch only if it takes one.
+fn patch_content_types(strategic: bool) -> impl Iterator<Item = &'static &'static str> {
+    PATCH_CONTENT_TYPES
+        .iter()
+        .filter(move |m| strategic || !m.contains("strategic"))
+}
+
 const JSON: &str = "application/json";
 const JSON_WATCH: &str = "application/json;stream=watch";
 
@@ -143,10 +150,9 @@ fn v3_operation(op: &Operation, tag: &str) -> Value {
                 json!({"content": {"*/*": {"schema": {"$ref": format!("{V3_REF}{name}")}}}, "required": true}),
             );
         }
-        Some(Body::Patch(name)) => {
+        Some(Body::Patch(name, strategic)) => {
             let schema = json!({"schema": {"$ref": format!("{V3_REF}{name}")}});
-            let content: Map<String, Value> = PATCH_CONTENT_TYPES
-                .iter()
+            let content: Map<String, Value> = patch_content_types(*strategic)
                 .map(|m| ((*m).to_owned(), schema.clone()))
                 .collect();
             out.insert(
@@ -163,7 +169,7 @@ fn v3_operation(op: &Operation, tag: &str) -> Value {
 fn v2_operation(op: &Operation, tag: &str) -> Value {
     let mut out = common(op, tag);
     let consumes: Vec<&str> = match &op.body {
-        Some(Body::Patch(_)) => PATCH_CONTENT_TYPES.to_vec(),
+        Some(Body::Patch(_, strategic)) => patch_content_types(*strategic).copied().collect(),
         _ => vec!["*/*"],
     };
     out.insert("consumes".to_owned(), json!(consumes));
@@ -171,7 +177,7 @@ fn v2_operation(op: &Operation, tag: &str) -> Value {
     out.insert("schemes".to_owned(), json!(["https"]));
     let mut params: Vec<Value> = Vec::new();
     match &op.body {
-        Some(Body::Object(name) | Body::Patch(name)) => params.push(json!({
+        Some(Body::Object(name) | Body::Patch(name, _)) => params.push(json!({
             "name": "body",
             "in": "body",
             "required": true,

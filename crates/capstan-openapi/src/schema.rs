@@ -64,6 +64,7 @@ pub(crate) struct MetaNames {
     pub(crate) api_versions: String,
     pub(crate) api_group_list: String,
     pub(crate) api_group: String,
+    pub(crate) object_meta: String,
 }
 
 impl MetaNames {
@@ -84,9 +85,8 @@ impl MetaNames {
             api_versions: name::<meta::APIVersions>(generator, "APIVersions")?,
             api_group_list: name::<meta::APIGroupList>(generator, "APIGroupList")?,
             api_group: name::<meta::APIGroup>(generator, "APIGroup")?,
+            object_meta: name::<meta::ObjectMeta>(generator, "ObjectMeta")?,
         };
-        // ObjectMeta is reached from every kind; generate it explicitly all the same.
-        name::<meta::ObjectMeta>(generator, "ObjectMeta")?;
         Ok(names)
     }
 }
@@ -136,6 +136,34 @@ impl Definitions {
             schemas,
             gvks: BTreeMap::new(),
         }
+    }
+
+    /// Adds a custom resource's definition: its `openAPIV3Schema` (any object when it has none)
+    /// with `apiVersion`, `kind` and `metadata` as every kind has them, as kube-apiserver publishes
+    /// a CustomResourceDefinition's versions.
+    pub(crate) fn add_custom(&mut self, name: &str, schema: Option<&Value>, object_meta: &str) {
+        let mut schema = schema.cloned().unwrap_or_else(
+            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        );
+        if let Value::Object(root) = &mut schema {
+            root.insert("type".into(), json!("object"));
+            let properties = root.entry("properties").or_insert_with(|| json!({}));
+            if let Value::Object(properties) = properties {
+                properties.insert("apiVersion".into(), json!({
+                    "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+                    "type": "string",
+                }));
+                properties.insert("kind".into(), json!({
+                    "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+                    "type": "string",
+                }));
+                properties.insert("metadata".into(), json!({
+                    "$ref": format!("{V3_REF}{object_meta}"),
+                    "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+                }));
+            }
+        }
+        self.schemas.insert(name.to_owned(), schema);
     }
 
     pub(crate) fn contains(&self, name: &str) -> bool {

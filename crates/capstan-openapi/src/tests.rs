@@ -509,3 +509,75 @@ fn kinds_do_not_require_metadata() {
         serde_json::json!(["spec"])
     );
 }
+
+#[test]
+fn a_custom_kind_gets_its_schema_and_paths_without_strategic_merge_patch() {
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "crontabs.stable.example.com"},
+        "spec": {
+            "group": "stable.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "crontabs", "singular": "crontab", "kind": "CronTab"},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"cronSpec": {"type": "string"}}}
+                }}},
+                "subresources": {"status": {}}
+            }]
+        }
+    });
+    let custom = capstan_api::custom::resources_of(&crd).expect("a valid definition");
+    let resources: Vec<capstan_api::ResourceInfo> = capstan_api::resources()
+        .iter()
+        .copied()
+        .chain(custom)
+        .collect();
+    let docs = OpenApiDocs::build(&resources).expect("build");
+    let (body, _) = docs
+        .v3_group("apis/stable.example.com/v1")
+        .expect("a document for the custom group-version");
+    let doc = parse(body);
+    let schema = &doc["components"]["schemas"]["com.example.stable.v1.CronTab"];
+    assert_eq!(
+        schema["properties"]["spec"]["properties"]["cronSpec"]["type"],
+        "string"
+    );
+    assert_eq!(
+        schema["properties"]["metadata"]["allOf"][0]["$ref"],
+        "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+    );
+    assert_eq!(
+        schema["x-kubernetes-group-version-kind"],
+        json!([{"group": "stable.example.com", "version": "v1", "kind": "CronTab"}])
+    );
+    let patch = &doc["paths"]["/apis/stable.example.com/v1/namespaces/{namespace}/crontabs/{name}"]
+        ["patch"];
+    let types: Vec<&String> = patch["requestBody"]["content"]
+        .as_object()
+        .expect("patch content types")
+        .keys()
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "application/apply-patch+yaml",
+            "application/json-patch+json",
+            "application/merge-patch+json"
+        ]
+    );
+    assert!(
+        patch["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .any(|p| p["name"] == "fieldValidation"),
+        "server-side field validation advertised"
+    );
+    // Built-in kinds keep strategic merge patch.
+    let apps = parse(docs.v3_group("apis/apps/v1").expect("apps").0);
+    let patch = &apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+    assert!(patch["requestBody"]["content"]["application/strategic-merge-patch+json"].is_object());
+}

@@ -924,3 +924,46 @@ spec:
         "multi.example.com/v1 4"
     );
 }
+
+#[test]
+fn explain_describes_a_custom_kind_from_its_schema() {
+    let k = Cluster::start();
+    install_crontabs(&k);
+    let out = k.ok(&["explain", "crontabs.spec"]);
+    for want in [
+        "GROUP:      stable.example.com",
+        "KIND:       CronTab",
+        "VERSION:    v1",
+        "FIELD: spec <Object>",
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim_end() == want),
+            "{want:?} in\n{out}"
+        );
+    }
+    for (field, ty) in [
+        ("cronSpec", "<string>"),
+        ("image", "<string>"),
+        ("replicas", "<integer>"),
+    ] {
+        assert!(
+            out.lines().any(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words == [field, ty]
+            }),
+            "{field} {ty} in\n{out}"
+        );
+    }
+    // The kind itself, with the metadata every kind has.
+    let out = k.ok(&["explain", "crontab"]);
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["metadata", "<ObjectMeta>"]),
+        "{out}"
+    );
+    // A definition removed takes its kind out of the documents.
+    k.ok(&["delete", "crd", CRONTABS]);
+    wait_until("the kind unserved", || {
+        k.run(&["explain", "crontabs"]).status.code() != Some(0)
+    });
+}
