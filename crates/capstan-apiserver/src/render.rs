@@ -43,14 +43,20 @@ pub(crate) fn wants_partial(headers: &HeaderMap) -> bool {
 }
 
 /// `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{...}}` of an object's
-/// JSON: its metadata copied as it is, the rest skipped without being decoded.
+/// JSON: its metadata copied as it is, the rest skipped without being decoded. `None` for a
+/// `Status` or anything without metadata.
 pub(crate) fn partial_json(object: &[u8]) -> Option<Vec<u8>> {
     #[derive(serde::Deserialize)]
     struct MetadataOnly<'a> {
+        #[serde(borrow, default)]
+        kind: Option<std::borrow::Cow<'a, str>>,
         #[serde(borrow)]
         metadata: &'a serde_json::value::RawValue,
     }
     let only: MetadataOnly<'_> = serde_json::from_slice(object).ok()?;
+    if only.kind.as_deref() == Some("Status") {
+        return None;
+    }
     let metadata = only.metadata.get().as_bytes();
     let mut out = Vec::with_capacity(metadata.len() + 72);
     out.extend_from_slice(

@@ -129,13 +129,33 @@ pub(crate) async fn serve(req: Request<'_>) -> Output {
         Ok(output) => output,
         Err(error) => Output::Reply(Reply::error(&error)),
     };
+    if render::wants_partial(&req.headers) {
+        // Metadata only is `meta.k8s.io/v1` whatever the resource's version: no conversion.
+        return partial_reply(output);
+    }
     let conversion = capstan_api::find(&req.path.group, &req.path.version, &req.path.resource)
         .and_then(crate::conversion::Conversion::for_request);
     match conversion {
-        // Metadata only is `meta.k8s.io/v1` whatever the resource's version.
-        Some(_) if render::wants_partial(&req.headers) => output,
         Some(conversion) => convert(output, conversion),
         None => output,
+    }
+}
+
+/// A write's answer (the object) as `PartialObjectMetadata` for a client that asked for metadata
+/// only, as client-go's metadata client does for patches and deletes; reads are answered so by
+/// `get`, `list` and `watch` themselves, and `Status` answers stay as they are.
+fn partial_reply(output: Output) -> Output {
+    match output {
+        Output::Reply(mut reply)
+            if reply.content_type == "application/json" && (200..300).contains(&reply.code) =>
+        {
+            if let Some(partial) = render::partial_json(&reply.body) {
+                reply.body = Bytes::from(partial);
+                reply.content_type = render::PARTIAL_CONTENT_TYPE.into();
+            }
+            Output::Reply(reply)
+        }
+        other => other,
     }
 }
 

@@ -1,7 +1,7 @@
 //! `PartialObjectMetadata`: what client-go's metadata informers (kube's garbage collector, quota,
 //! operators' metadata-only watches) and kube-rs's `Api<PartialObjectMeta<K>>` ask for with
 //! `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`. The answer is the
-//! objects' metadata only, in `meta.k8s.io/v1` kinds, for get, list and watch.
+//! objects' metadata only, in `meta.k8s.io/v1` kinds, for get, list, watch and writes' answers.
 
 use bytes::Bytes;
 use capstan_apiserver::testing::TestCluster;
@@ -50,7 +50,7 @@ async fn read(client: &Client, path: &str, accept: &str) -> (StatusCode, String,
 }
 
 #[tokio::test]
-async fn get_list_and_watch_answer_metadata_only() {
+async fn get_list_watch_and_writes_answer_metadata_only() {
     let cluster = TestCluster::start().await;
     let client = Client::new(&cluster);
     let (code, created) = client
@@ -145,4 +145,51 @@ async fn get_list_and_watch_answer_metadata_only() {
     assert_eq!(event["object"]["kind"], "PartialObjectMetadata");
     assert_eq!(event["object"]["metadata"]["labels"]["app"], "y");
     assert!(event["object"].get("data").is_none(), "{event}");
+
+    // A write's answer too, as client-go's metadata client patches finalizers away.
+    let patch = Request::builder()
+        .method("PATCH")
+        .uri(format!("{CONFIGMAPS}/meta"))
+        .header("host", "127.0.0.1")
+        .header("accept", ACCEPT_ONE)
+        .header("content-type", "application/merge-patch+json")
+        .body(Full::new(Bytes::from(
+            json!({"metadata": {"finalizers": ["example.com/keep"]}}).to_string(),
+        )))
+        .expect("request");
+    let response = client.send(patch).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
+    );
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let patched: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(patched["kind"], "PartialObjectMetadata");
+    assert_eq!(
+        patched["metadata"]["finalizers"],
+        json!(["example.com/keep"])
+    );
+    assert!(patched.get("data").is_none(), "{patched}");
+    // An error stays a Status.
+    let response = client
+        .send(get(&format!("{CONFIGMAPS}/absent"), ACCEPT_ONE))
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let status: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(status["kind"], "Status");
 }
