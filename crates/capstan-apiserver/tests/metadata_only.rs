@@ -28,7 +28,12 @@ fn get(path: &str, accept: &str) -> Request<Full<Bytes>> {
 }
 
 async fn read(client: &Client, path: &str, accept: &str) -> (StatusCode, String, Value) {
-    let response = client.send(get(path, accept)).await;
+    answer(client, get(path, accept)).await
+}
+
+/// The status, content type and JSON body of `request`'s answer.
+async fn answer(client: &Client, request: Request<Full<Bytes>>) -> (StatusCode, String, Value) {
+    let response = client.send(request).await;
     let status = response.status();
     let content_type = response
         .headers()
@@ -157,22 +162,12 @@ async fn get_list_watch_and_writes_answer_metadata_only() {
             json!({"metadata": {"finalizers": ["example.com/keep"]}}).to_string(),
         )))
         .expect("request");
-    let response = client.send(patch).await;
-    assert_eq!(response.status(), StatusCode::OK);
+    let (code, content_type, patched) = answer(&client, patch).await;
+    assert_eq!(code, StatusCode::OK, "{patched}");
     assert_eq!(
-        response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
-        Some("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
+        content_type,
+        "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
     );
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let patched: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(patched["kind"], "PartialObjectMetadata");
     assert_eq!(
         patched["metadata"]["finalizers"],
@@ -180,16 +175,7 @@ async fn get_list_watch_and_writes_answer_metadata_only() {
     );
     assert!(patched.get("data").is_none(), "{patched}");
     // An error stays a Status.
-    let response = client
-        .send(get(&format!("{CONFIGMAPS}/absent"), ACCEPT_ONE))
-        .await;
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let status: Value = serde_json::from_slice(&body).expect("json");
+    let (code, _, status) = read(&client, &format!("{CONFIGMAPS}/absent"), ACCEPT_ONE).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(status["kind"], "Status");
 }
