@@ -211,6 +211,7 @@ async fn sync(
     let peers = model::peers(
         all.iter().map(|n| n.as_ref()),
         &config.node_name,
+        config.node_ip,
         config.backend,
     );
     let plan = model::plan(&peers, config.backend, own, cluster);

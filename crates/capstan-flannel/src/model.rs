@@ -153,10 +153,14 @@ fn normalise_mac(text: &str) -> Option<String> {
 }
 
 /// The peers among `nodes`: every other node that has a pod subnet and has published itself for
-/// `backend` (a node that has not yet, or uses another backend, is left out until it does).
+/// `backend` (a node that has not yet, or uses another backend, is left out until it does). A node
+/// at this node's own address (`own_ip`: a second agent on the same host) is no peer: a tunnel or
+/// route to ourselves reaches none of its pods, and a route for its subnet would shadow the one
+/// its own bridge needs on this host.
 pub(crate) fn peers<'a>(
     nodes: impl IntoIterator<Item = &'a Node>,
     own_name: &str,
+    own_ip: std::net::IpAddr,
     backend: Backend,
 ) -> Vec<Peer> {
     let mut out = Vec::new();
@@ -181,6 +185,10 @@ pub(crate) fn peers<'a>(
         else {
             continue;
         };
+        if std::net::IpAddr::V4(public_ip) == own_ip {
+            tracing::debug!(node = name, %public_ip, "a node at this node's own address; not a peer");
+            continue;
+        }
         let vtep_mac = match backend {
             Backend::HostGw => None,
             Backend::Vxlan => {
@@ -324,7 +332,7 @@ mod tests {
             vxlan_node("b", "10.42.1.0/24", "192.168.1.2", "AA:AA:AA:AA:AA:02"),
             vxlan_node("c", "10.42.2.0/24", "192.168.1.3", "aa:aa:aa:aa:aa:03"),
         ];
-        let peers = peers(&nodes, "a", Backend::Vxlan);
+        let peers = peers(&nodes, "a", OWN_IP, Backend::Vxlan);
         assert_eq!(
             peers.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
             ["b", "c"]
@@ -365,7 +373,7 @@ mod tests {
             "192.168.1.2",
             &[(BACKEND_TYPE, "host-gw"), (BACKEND_DATA, "null")],
         )];
-        let peers = peers(&nodes, "a", Backend::HostGw);
+        let peers = peers(&nodes, "a", OWN_IP, Backend::HostGw);
         assert_eq!(peers[0].public_ip.to_string(), "192.168.1.2");
         let plan = plan(
             &peers,
@@ -380,6 +388,36 @@ mod tests {
         );
         assert_eq!(route.onlink_device, None);
         assert!(plan.neighbours.is_empty() && plan.fdb.is_empty());
+    }
+
+    /// The address of node "a" in these tests' clusters.
+    const OWN_IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 168, 1, 1));
+
+    #[test]
+    fn a_node_at_our_own_address_is_no_peer() {
+        let nodes = [
+            vxlan_node("a", "10.42.0.0/24", "192.168.1.1", "aa:aa:aa:aa:aa:01"),
+            // A second agent on this host: same address, another name and subnet.
+            vxlan_node(
+                "same-host",
+                "10.42.1.0/24",
+                "192.168.1.1",
+                "aa:aa:aa:aa:aa:02",
+            ),
+            vxlan_node("c", "10.42.2.0/24", "192.168.1.3", "aa:aa:aa:aa:aa:03"),
+        ];
+        for backend in [Backend::Vxlan, Backend::HostGw] {
+            let names: Vec<String> = peers(&nodes, "a", OWN_IP, backend)
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
+            let expected: &[&str] = match backend {
+                Backend::Vxlan => &["c"],
+                // The vxlan-published nodes are not host-gw peers at all.
+                Backend::HostGw => &[],
+            };
+            assert_eq!(names, expected);
+        }
     }
 
     #[test]
@@ -403,7 +441,7 @@ mod tests {
             ),
             vxlan_node("ok", "10.42.4.0/24", "192.168.1.5", "aa:aa:aa:aa:aa:05"),
         ];
-        let names: Vec<String> = peers(&nodes, "a", Backend::Vxlan)
+        let names: Vec<String> = peers(&nodes, "a", OWN_IP, Backend::Vxlan)
             .into_iter()
             .map(|p| p.name)
             .collect();
@@ -419,7 +457,7 @@ mod tests {
             vxlan_node("e", "10.42.5.0/24", "192.168.1.5", "aa:aa:aa:aa:aa:05"),
         ];
         let plan = plan(
-            &peers(&nodes, "a", Backend::Vxlan),
+            &peers(&nodes, "a", OWN_IP, Backend::Vxlan),
             Backend::Vxlan,
             cidr("10.42.0.0/24"),
             cidr("10.42.0.0/16"),
@@ -455,7 +493,8 @@ mod tests {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect::<Vec<_>>(),
         );
-        let p = peers([&n], "b", Backend::Vxlan);
+        let b_ip = "192.168.1.2".parse().expect("ip");
+        let p = peers([&n], "b", b_ip, Backend::Vxlan);
         assert_eq!(p[0].public_ip.to_string(), "192.168.1.1");
         assert_eq!(p[0].vtep_mac.as_deref(), Some("aa:bb:cc:dd:ee:ff"));
     }
