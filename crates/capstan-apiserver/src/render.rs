@@ -67,16 +67,6 @@ pub(crate) fn partial_json(object: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// A cached object as metadata only.
-pub(crate) fn partial_reply(object: &CachedObject) -> Reply {
-    Reply {
-        code: 200,
-        body: Bytes::from(partial_json(&object.json).unwrap_or_default()),
-        content_type: PARTIAL_CONTENT_TYPE.into(),
-        warnings: Vec::new(),
-    }
-}
-
 /// Whether the client asked for a Table (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`).
 pub(crate) fn wants_table(headers: &HeaderMap) -> bool {
     headers

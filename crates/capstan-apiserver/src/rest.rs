@@ -141,9 +141,9 @@ pub(crate) async fn serve(req: Request<'_>) -> Output {
     }
 }
 
-/// A write's answer (the object) as `PartialObjectMetadata` for a client that asked for metadata
-/// only, as client-go's metadata client does for patches and deletes; reads are answered so by
-/// `get`, `list` and `watch` themselves, and `Status` answers stay as they are.
+/// An answer holding one object (a get, or a write's) as `PartialObjectMetadata` for a client that
+/// asked for metadata only, as client-go's metadata client does; lists and watches are answered so
+/// by `list` and `watch` themselves, and `Status` answers stay as they are.
 fn partial_reply(output: Output) -> Output {
     match output {
         Output::Reply(mut reply)
@@ -332,9 +332,6 @@ async fn get(
             &req.headers,
             &req.query,
         ));
-    }
-    if render::wants_partial(&req.headers) {
-        return Ok(render::partial_reply(&object));
     }
     Ok(Reply {
         code: 200,

@@ -176,7 +176,7 @@ impl Graph {
     }
 }
 
-fn node_of(resource: usize, obj: &PartialObjectMeta<DynamicObject>) -> Option<(String, Node)> {
+fn node_of(resource: usize, obj: &Meta) -> Option<(String, Node)> {
     let m = &obj.metadata;
     Some((
         m.uid.clone()?,
